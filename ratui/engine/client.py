@@ -1,0 +1,249 @@
+"""The client role: one control channel per service to the server, a data channel for every
+CreateDataChannel, each forwarded to the service's ``local_addr`` (PROTOCOL.md §1, §3.2-3.3).
+
+Reconnecting never stops, with rathole's backoff. Unlike rathole, ratui bounds the handshake
+reads and the connect with ``HANDSHAKE_TIMEOUT`` so a server that stops answering midway is
+noticed; the bytes on the wire are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .backoff import control_channel_backoff, data_channel_backoff
+from .channel import Channel, format_addr
+from .config import ClientConfig, ClientServiceConfig, ServiceType, split_host_port
+from .forward import Relay
+from .protocol import (
+    Ack,
+    Auth,
+    ControlChannelHello,
+    ControlCmd,
+    DataChannelHello,
+    DataCmd,
+    MessageReader,
+    ProtocolError,
+    auth_digest,
+    encode_auth,
+    encode_hello,
+    service_digest,
+)
+from .state import ControlState, EngineState, EventKind, Level, Role
+from .transport.base import Transport
+
+log = logging.getLogger("ratui.client")
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds for connect + Hello + Auth + Ack
+LOCAL_CONNECT_TIMEOUT = 10.0  # seconds to reach local_addr for one visitor
+#: A control channel that stayed up this long resets the backoff (as rathole does).
+BACKOFF_RESET_AFTER = 3.0
+
+
+class AuthenticationFailed(Exception):
+    """The server answered the Auth with something other than Ok."""
+
+
+class Client:
+    """Runs every ``[client.services.NAME]`` against ``[client] remote_addr``."""
+
+    def __init__(self, cfg: ClientConfig, state: EngineState, transport: Transport) -> None:
+        self.cfg = cfg
+        self.state = state
+        self.transport = transport
+        self.services: dict[str, ClientService] = {}
+
+    async def start(self) -> None:
+        for svc in self.cfg.services.values():
+            self.add_service(svc)
+
+    async def stop(self) -> None:
+        for name in list(self.services):
+            self.remove_service(name)
+
+    def add_service(self, cfg: ClientServiceConfig) -> None:
+        """Start ``cfg``; a running service of the same name is replaced."""
+        self.remove_service(cfg.name)
+        service = ClientService(cfg, self)
+        self.services[cfg.name] = service
+        service.start()
+
+    def remove_service(self, name: str) -> None:
+        service = self.services.pop(name, None)
+        if service is not None:
+            service.stop()
+
+
+class ClientService:
+    """One service: its control channel loop, idle data channels and forwarded visitors."""
+
+    def __init__(self, cfg: ClientServiceConfig, client: Client) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.state = client.state
+        self.transport = client.transport
+        self.digest = service_digest(cfg.name)
+        self.stats = client.state.register(Role.CLIENT, cfg.name, str(cfg.type), cfg.local_addr)
+        self.stats.peer = client.cfg.remote_addr
+        self.relays: set[Relay] = set()
+        self._idle: set[Channel] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._main: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._main = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._main is not None:
+            self._main.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for channel in list(self._idle):
+            channel.close()
+        for relay in list(self.relays):
+            relay.close()
+        self.stats.set_state(ControlState.STOPPED)
+        self.state.unregister(self.stats)
+
+    def _emit(self, kind: EventKind, message: str, level: Level = Level.INFO) -> None:
+        self.state.emit(kind, message, level=level, service=self.cfg.name, role=Role.CLIENT)
+
+    # control channel --------------------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = control_channel_backoff(self.cfg.retry_interval)
+        while True:
+            started = time.monotonic()
+            self.stats.set_state(ControlState.CONNECTING)
+            try:
+                await self._control_channel()
+            except AuthenticationFailed as exc:
+                self.stats.auth_failures += 1
+                self._lost(EventKind.AUTH_FAILED, str(exc))
+            except (OSError, TimeoutError, ProtocolError) as exc:
+                self._lost(EventKind.CONTROL_DOWN, describe(exc))
+            if time.monotonic() - started > BACKOFF_RESET_AFTER:
+                backoff.reset()
+            delay = backoff.next() or self.cfg.retry_interval
+            self.stats.set_state(ControlState.RETRYING)
+            log.info("Service %s: retrying in %.1f s", self.cfg.name, delay)
+            await asyncio.sleep(delay)
+            self.stats.reconnects += 1
+
+    def _lost(self, kind: EventKind, reason: str) -> None:
+        was_up = self.stats.state is ControlState.UP
+        self.stats.last_error = reason
+        what = "control channel lost" if was_up else "cannot establish the control channel"
+        self._emit(kind, f"{what}: {reason}", Level.WARNING if was_up else Level.ERROR)
+
+    async def _control_channel(self) -> None:
+        remote = self.client.cfg.remote_addr
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            channel = await self.transport.connect(remote, nodelay=True)
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                channel.write(encode_hello(ControlChannelHello(self.digest)))
+                hello = await channel.receive(MessageReader.next_hello)
+                if not isinstance(hello, ControlChannelHello):
+                    raise ProtocolError("Unexpected type of hello from the server")
+                session_key = auth_digest(self.cfg.token, hello.digest)
+                channel.write(encode_auth(Auth(session_key)))
+                ack = await channel.receive(MessageReader.next_ack)
+            if ack is not Ack.OK:
+                raise AuthenticationFailed(f"Authentication failed: {ack.message}")
+            self.stats.set_state(ControlState.UP)
+            self.stats.last_error = None
+            self._emit(EventKind.CONTROL_UP, f"control channel established with {remote}")
+            await self._serve_commands(channel, session_key)
+        finally:
+            channel.close()
+
+    async def _serve_commands(self, channel: Channel, session_key: bytes) -> None:
+        timeout = self.client.cfg.heartbeat_timeout or None
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    cmd = await channel.receive(MessageReader.next_control_cmd)
+            except TimeoutError:
+                raise TimeoutError(f"Heartbeat timed out after {timeout} s") from None
+            if cmd is ControlCmd.CREATE_DATA_CHANNEL:
+                task = asyncio.get_running_loop().create_task(self._data_channel(session_key))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                self.stats.last_heartbeat = time.time()
+
+    # data channels ----------------------------------------------------------------------
+    async def _data_channel(self, session_key: bytes) -> None:
+        channel = await self._connect_data_channel()
+        if channel is None:
+            return
+        channel.write(encode_hello(DataChannelHello(session_key)))
+        self._idle.add(channel)
+        self.stats.idle_data_channels = len(self._idle)
+        try:
+            cmd = await channel.receive(MessageReader.next_data_cmd)
+        except (OSError, ProtocolError) as exc:
+            log.debug("Service %s: idle data channel ended: %s", self.cfg.name, describe(exc))
+            channel.close()
+            return
+        finally:
+            self._idle.discard(channel)
+            self.stats.idle_data_channels = len(self._idle)
+        expected = DataCmd.START_FORWARD_TCP if self.cfg.type is ServiceType.TCP else DataCmd.START_FORWARD_UDP
+        if cmd is not expected:
+            channel.close()
+            self._emit(
+                EventKind.ERROR,
+                f"the server asked for {cmd.name} but this service is {self.cfg.type}; "
+                "check that both sides configure the same type",
+                Level.ERROR,
+            )
+            return
+        await self._forward_tcp(channel)
+
+    async def _connect_data_channel(self) -> Channel | None:
+        backoff = data_channel_backoff()
+        while True:
+            try:
+                async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                    return await self.transport.connect(
+                        self.client.cfg.remote_addr, nodelay=self.cfg.nodelay
+                    )
+            except (OSError, TimeoutError) as exc:
+                delay = backoff.next()
+                if delay is None:
+                    self._emit(
+                        EventKind.ERROR,
+                        f"cannot open a data channel: {describe(exc)}",
+                        Level.WARNING,
+                    )
+                    return None
+                await asyncio.sleep(delay)
+
+    async def _forward_tcp(self, channel: Channel) -> None:
+        host, port = split_host_port(self.cfg.local_addr)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(LOCAL_CONNECT_TIMEOUT):
+                transport, local = await loop.create_connection(Channel, host, port)
+        except (OSError, TimeoutError) as exc:
+            channel.close()
+            self.stats.last_error = f"cannot connect to {self.cfg.local_addr}: {describe(exc)}"
+            self._emit(EventKind.ERROR, self.stats.last_error, Level.WARNING)
+            return
+        record = self.state.open_visitor(self.stats, format_addr(transport.get_extra_info("sockname")))
+        relay = Relay(channel.detach(), local.detach(), record, self._forward_done)
+        self.relays.add(relay)
+        relay.start()
+
+    def _forward_done(self, relay: Relay) -> None:
+        self.relays.discard(relay)
+        self.state.close_visitor(self.stats, relay.record)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for logs: the message, or the exception's name when it has none."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,778 @@
+"""rathole v0.5 configuration: schema, parsing, validation and hot-reload diffing.
+
+The schema and defaults follow PROTOCOL.md §6. Parsing uses the stdlib ``tomllib``. Every
+problem is reported as one :class:`ConfigError` line that names the file, the table, the key
+and what is wrong. Secrets (tokens, passwords, private keys, proxy credentials) never appear in
+``repr()`` of the dataclasses nor in error messages.
+
+Where ratui is stricter than rathole, it refuses at load time what rathole would only refuse
+(or panic on) at start-up or on first use:
+
+* ``type = "noise"`` without ``[*.transport.noise]`` (rathole: "Missing noise config" at start);
+* ``type = "websocket"`` without ``[*.transport.websocket]`` (rathole: "Missing websocket
+  config" at start), and ``websocket.tls = true`` without ``[*.transport.tls]``;
+* a TLS ``pkcs12`` without ``pkcs12_password`` (rathole unwraps and panics), and a server that
+  uses TLS through WebSocket without ``pkcs12``/``pkcs12_password``;
+* Noise keys that are not base64 of exactly 32 bytes, checked when ``type = "noise"`` (rathole
+  only fails at start-up or in the handshake);
+* a proxy URL without host or without an explicit, non-default port (rathole panics on use);
+* addresses that are not ``host:port`` (rathole only fails when binding/connecting), including
+  an IPv6 host without brackets.
+
+It accepts a leading UTF-8 byte order mark, as rathole does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from enum import StrEnum
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+__all__ = [
+    "ClientConfig",
+    "ClientServiceConfig",
+    "Config",
+    "ConfigDiff",
+    "ConfigError",
+    "NoiseConfig",
+    "ServerConfig",
+    "ServerServiceConfig",
+    "ServiceType",
+    "TcpTransportConfig",
+    "TlsConfig",
+    "TransportConfig",
+    "TransportType",
+    "WebsocketConfig",
+    "config_diff",
+    "load_config",
+    "parse_config",
+    "redacted",
+    "split_host_port",
+]
+
+DEFAULT_HEARTBEAT_INTERVAL = 30
+DEFAULT_HEARTBEAT_TIMEOUT = 40
+DEFAULT_CLIENT_RETRY_INTERVAL = 1
+DEFAULT_NODELAY = True
+DEFAULT_KEEPALIVE_SECS = 20
+DEFAULT_KEEPALIVE_INTERVAL = 8
+DEFAULT_NOISE_PATTERN = "Noise_NK_25519_ChaChaPoly_BLAKE2s"
+
+_U64_MAX = 2**64 - 1
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_POS = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
+_TOML_EOF = re.compile(r"^(?P<msg>.*) \(at end of document\)$", re.S)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """One line: '<file>: [<table>] <key>: <what is wrong>'; str(e) is that line.
+
+    ``table`` is the dotted TOML path of the table (``"server.services.web"``, names that are
+    not bare keys are quoted) or ``""``; ``key`` is the raw key name or ``""``.
+    ``line``/``column`` are set for TOML syntax errors.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        table: str = "",
+        key: str = "",
+        problem: str = "",
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.source = source
+        self.table = table
+        self.key = key
+        self.problem = problem
+        self.line = line
+        self.column = column
+        super().__init__(self._line())
+
+    def _line(self) -> str:
+        parts = [f"{self.source}:"]
+        if self.table:
+            parts.append(f"[{self.table}]")
+        if self.key:
+            parts.append(f"{_key_str(self.key)}:")
+        parts.append(self.problem)
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        return self._line()
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class ServiceType(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class TransportType(StrEnum):
+    TCP = "tcp"
+    TLS = "tls"
+    NOISE = "noise"
+    WEBSOCKET = "websocket"
+
+
+@dataclass(frozen=True)
+class TcpTransportConfig:
+    nodelay: bool = DEFAULT_NODELAY
+    keepalive_secs: int = DEFAULT_KEEPALIVE_SECS
+    keepalive_interval: int = DEFAULT_KEEPALIVE_INTERVAL
+    proxy: str | None = None
+
+    def __repr__(self) -> str:
+        # The proxy URL may carry a password: show it masked.
+        proxy = None if self.proxy is None else _redact_url(self.proxy)
+        return (
+            f"TcpTransportConfig(nodelay={self.nodelay!r}, keepalive_secs={self.keepalive_secs!r},"
+            f" keepalive_interval={self.keepalive_interval!r}, proxy={proxy!r})"
+        )
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    hostname: str | None = None
+    trusted_root: str | None = None
+    pkcs12: str | None = None
+    pkcs12_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    pattern: str = DEFAULT_NOISE_PATTERN
+    local_private_key: str | None = field(default=None, repr=False)
+    remote_public_key: str | None = None
+
+
+@dataclass(frozen=True)
+class WebsocketConfig:
+    tls: bool
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    type: TransportType = TransportType.TCP
+    tcp: TcpTransportConfig = field(default_factory=TcpTransportConfig)
+    tls: TlsConfig | None = None
+    noise: NoiseConfig | None = None
+    websocket: WebsocketConfig | None = None
+
+
+@dataclass(frozen=True)
+class ServerServiceConfig:
+    name: str
+    bind_addr: str
+    token: str = field(repr=False)  # resolved: the service's own token or server.default_token
+    type: ServiceType = ServiceType.TCP
+    nodelay: bool | None = None
+
+
+@dataclass(frozen=True)
+class ClientServiceConfig:
+    name: str
+    local_addr: str
+    token: str = field(repr=False)  # resolved: the service's own token or client.default_token
+    type: ServiceType = ServiceType.TCP
+    nodelay: bool | None = None
+    retry_interval: int = DEFAULT_CLIENT_RETRY_INTERVAL  # resolved from client.retry_interval
+
+
+def _empty_services() -> Mapping[str, Any]:
+    return types.MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind_addr: str
+    # Read-only mapping in file order; excluded from hash() (mappings are not hashable).
+    services: Mapping[str, ServerServiceConfig] = field(default_factory=_empty_services, hash=False)
+    default_token: str | None = field(default=None, repr=False)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    remote_addr: str
+    services: Mapping[str, ClientServiceConfig] = field(default_factory=_empty_services, hash=False)
+    default_token: str | None = field(default=None, repr=False)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    heartbeat_timeout: int = DEFAULT_HEARTBEAT_TIMEOUT
+    retry_interval: int = DEFAULT_CLIENT_RETRY_INTERVAL
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig | None = None
+    client: ClientConfig | None = None
+    source: str = field(default="<config>", compare=False)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def split_host_port(addr: str) -> tuple[str, int]:
+    """Split ``"host:port"`` or ``"[v6]:port"`` into ``(host, port)``; host without brackets.
+
+    Raises ValueError (with a short reason) for anything else, including an IPv6 host without
+    brackets, an empty host and a port outside 0..65535.
+    """
+    if not isinstance(addr, str):
+        raise ValueError("not a string")
+    host, sep, port_s = addr.rpartition(":")
+    if not sep:
+        raise ValueError("no port")
+    if not port_s:
+        raise ValueError("empty port")
+    if not (port_s.isascii() and port_s.isdigit()):
+        raise ValueError("port is not a number")
+    if len(port_s.lstrip("0")) > 5 or int(port_s) > 65535:
+        raise ValueError("port out of range 0..65535")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError("unclosed [ in host")
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("not an IPv6 address inside [ ]") from None
+    elif ":" in host:
+        raise ValueError('an IPv6 host needs brackets, e.g. "[::1]:2333"')
+    elif "[" in host or "]" in host:
+        raise ValueError("stray bracket in host")
+    if not host:
+        raise ValueError("empty host")
+    if any(c.isspace() or not c.isprintable() for c in host):
+        raise ValueError("space or control character in host")
+    return host, int(port_s)
+
+
+def _key_str(key: str) -> str:
+    """A TOML key as written in a file: bare if possible, else quoted."""
+    return key if _BARE_KEY.fullmatch(key) else _quote(key)
+
+
+def _quote(s: str, limit: int | None = None) -> str:
+    """A TOML basic string on one line; non-printable characters are escaped."""
+    cut = limit is not None and len(s) > limit
+    if cut:
+        s = s[:limit]
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(f"\\U{ord(ch):08X}")
+    return '"' + "".join(out) + ('..."' if cut else '"')
+
+
+def _show(value: Any) -> str:
+    """A short, one-line, TOML-like rendering of a parsed value for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _quote(value, limit=60)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return _kind(value)
+
+
+def _kind(value: Any) -> str:
+    """The TOML type of a value, with an article (used where the value itself is secret)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, datetime | date | time):
+        return "a date/time"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__  # pragma: no cover - tomllib yields nothing else
+
+
+def _redact_url(url: str) -> str:
+    """Mask the password in a URL's user info (the user name stays)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url if "@" not in url else "***"
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    masked = f"{user}:***" if colon else user
+    return f"{scheme}://{masked}@{hostport}{slash}{tail}"
+
+
+def _decode_key(text: str) -> bytes | None:
+    """Standard base64 (padding optional, canonical last symbol) -> bytes, or None."""
+    if not text.isascii():
+        return None
+    unpadded = text.rstrip("=")
+    if len(text) - len(unpadded) > 2:
+        return None
+    try:
+        raw = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(raw).decode().rstrip("=") != unpadded:
+        return None  # non-canonical trailing bits, or padding in the wrong place
+    return raw
+
+
+# --------------------------------------------------------------------------- parsing
+
+_T = TypeVar("_T")
+_MISSING = object()
+
+
+class _Table:
+    """One parsed TOML table plus where it lives, with typed getters that raise ConfigError."""
+
+    def __init__(self, source: str, path: str, data: dict[str, Any], allowed: tuple[str, ...]):
+        self.source = source
+        self.path = path
+        self.data = data
+        for key in data:
+            if key not in allowed:
+                self.fail(key, f"unknown key (expected one of {', '.join(allowed)})")
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        raise ConfigError(self.source, self.path, key, problem)
+
+    def get(self, key: str, check: Callable[[Any], bool], expected: str, default: Any) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                self.fail(key, "missing (required)")
+            return default
+        if not check(value):
+            self.fail(key, f"expected {expected}, got {_show(value)}")
+        return value
+
+    def string(self, key: str, default: Any = None, *, secret: bool = False) -> Any:
+        value = self.data.get(key, _MISSING)
+        if secret and value is not _MISSING and not isinstance(value, str):
+            self.fail(key, f"expected a string, got {_kind(value)}")
+        return self.get(key, lambda v: isinstance(v, str), "a string", default)
+
+    def boolean(self, key: str, default: Any = None) -> Any:
+        return self.get(key, lambda v: isinstance(v, bool), "true or false", default)
+
+    def u64(self, key: str, default: int) -> int:
+        value = self.get(key, _is_int, "a non-negative integer", default)
+        if value < 0:
+            self.fail(key, f"expected a non-negative integer, got {value}")
+        if value > _U64_MAX:
+            self.fail(key, f"expected an integer of at most {_U64_MAX}, got {value}")
+        return value
+
+    def addr(self, key: str) -> str:
+        value = self.get(key, lambda v: isinstance(v, str), '"host:port"', _MISSING)
+        try:
+            split_host_port(value)
+        except ValueError as e:
+            self.fail(key, f'expected "host:port", got {_show(value)} ({e})')
+        return value
+
+    def enum(self, key: str, enum: type[_T], default: Any) -> _T:
+        names = [m.value for m in enum]  # type: ignore[attr-defined]
+        quoted = [f'"{n}"' for n in names]
+        expected = " or ".join(quoted) if len(quoted) == 2 else "one of " + ", ".join(quoted)
+        value = self.get(key, lambda v: isinstance(v, str) and v in names, expected, default)
+        return enum(value)  # type: ignore[call-arg]
+
+    def table(self, key: str, allowed: tuple[str, ...], required: bool = False) -> _Table | None:
+        return _sub_table(self.source, self.path, self.data, key, allowed, required)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{_key_str(key)}" if path else _key_str(key)
+
+
+def _sub_table(
+    source: str,
+    path: str,
+    data: dict[str, Any],
+    key: str,
+    allowed: tuple[str, ...],
+    required: bool = False,
+) -> _Table | None:
+    value = data.get(key, _MISSING)
+    if value is _MISSING:
+        if required:
+            raise ConfigError(source, path, key, "missing (required)")
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(source, path, key, f"expected a table, got {_show(value)}")
+    return _Table(source, _join(path, key), value, allowed)
+
+
+_SERVER_KEYS = ("bind_addr", "default_token", "services", "transport", "heartbeat_interval")
+_CLIENT_KEYS = (
+    "remote_addr",
+    "default_token",
+    "services",
+    "transport",
+    "heartbeat_timeout",
+    "retry_interval",
+)
+_SERVER_SERVICE_KEYS = ("type", "bind_addr", "token", "nodelay")
+_CLIENT_SERVICE_KEYS = ("type", "local_addr", "token", "nodelay", "retry_interval")
+_TRANSPORT_KEYS = ("type", "tcp", "tls", "noise", "websocket")
+_TCP_KEYS = ("nodelay", "keepalive_secs", "keepalive_interval", "proxy")
+_TLS_KEYS = ("hostname", "trusted_root", "pkcs12", "pkcs12_password")
+_NOISE_KEYS = ("pattern", "local_private_key", "remote_public_key")
+_WEBSOCKET_KEYS = ("tls",)
+
+
+def _check_proxy(tcp: _Table, url: str) -> None:
+    """socks5:// or http:// with a host and an explicit, non-default port.
+
+    rathole panics ("proxy url should have port field") when the port is missing or is the
+    scheme's default (80 for http), so both are refused here. The value is never printed.
+    """
+    example = '"socks5://[user:password@]host:port" or "http://[user:password@]host:port"'
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        tcp.fail("proxy", f"not a valid URL (expected {example})")
+    if not url.isascii() or any(c.isspace() for c in url):
+        tcp.fail("proxy", f"not a valid URL (expected {example})")
+    if parts.scheme not in ("socks5", "http"):
+        scheme = _quote(parts.scheme, limit=20) if parts.scheme else "none"
+        tcp.fail("proxy", f"unknown proxy scheme {scheme} (expected {example})")
+    if not parts.hostname:
+        tcp.fail("proxy", f"no host (expected {example})")
+    if port is None:
+        tcp.fail("proxy", f"no port; rathole needs an explicit port (expected {example})")
+    if parts.scheme == "http" and port == 80:
+        tcp.fail(
+            "proxy",
+            "port 80 is the default port of http://, which rathole cannot use (it panics);"
+            " use a proxy on another port",
+        )
+
+
+def _parse_transport(parent: _Table, is_server: bool) -> TransportConfig:
+    t = parent.table("transport", _TRANSPORT_KEYS)
+    if t is None:
+        return TransportConfig()
+    ttype = t.enum("type", TransportType, _MISSING)
+
+    tcp = TcpTransportConfig()
+    tcp_t = t.table("tcp", _TCP_KEYS)
+    if tcp_t is not None:
+        proxy = tcp_t.string("proxy", secret=True)
+        if proxy is not None:
+            _check_proxy(tcp_t, proxy)
+        tcp = TcpTransportConfig(
+            nodelay=tcp_t.boolean("nodelay", DEFAULT_NODELAY),
+            keepalive_secs=tcp_t.u64("keepalive_secs", DEFAULT_KEEPALIVE_SECS),
+            keepalive_interval=tcp_t.u64("keepalive_interval", DEFAULT_KEEPALIVE_INTERVAL),
+            proxy=proxy,
+        )
+
+    tls = None
+    tls_t = t.table("tls", _TLS_KEYS)
+    if tls_t is not None:
+        tls = TlsConfig(
+            hostname=tls_t.string("hostname"),
+            trusted_root=tls_t.string("trusted_root"),
+            pkcs12=tls_t.string("pkcs12"),
+            pkcs12_password=tls_t.string("pkcs12_password", secret=True),
+        )
+
+    noise = None
+    noise_t = t.table("noise", _NOISE_KEYS)
+    if noise_t is not None:
+        noise = NoiseConfig(
+            pattern=noise_t.string("pattern", DEFAULT_NOISE_PATTERN),
+            local_private_key=noise_t.string("local_private_key", secret=True),
+            remote_public_key=noise_t.string("remote_public_key", secret=True),
+        )
+
+    websocket = None
+    ws_t = t.table("websocket", _WEBSOCKET_KEYS)
+    if ws_t is not None:
+        websocket = WebsocketConfig(tls=ws_t.boolean("tls", _MISSING))
+
+    uses_tls = ttype is TransportType.TLS
+    if ttype is TransportType.WEBSOCKET:
+        # rathole only fails at start-up ("Missing websocket config"); refusing here is clearer.
+        if websocket is None:
+            t.fail("websocket", 'missing, required when type = "websocket"')
+        if websocket.tls and tls is None:
+            t.fail("tls", "missing, required when websocket.tls = true")
+        uses_tls = websocket.tls
+    elif ttype is TransportType.TLS and tls is None:
+        t.fail("tls", 'missing, required when type = "tls"')
+    elif ttype is TransportType.NOISE:
+        # rathole only fails at start-up ("Missing noise config"); refusing here is clearer.
+        if noise is None or noise_t is None:
+            t.fail("noise", 'missing, required when type = "noise"')
+        # Checked only when Noise is used, so that placeholder keys in an unused table (as in
+        # rathole's own full.toml) load as they do in rathole.
+        for key in ("local_private_key", "remote_public_key"):
+            value = getattr(noise, key)
+            if value is not None:
+                raw = _decode_key(value)
+                if raw is None:
+                    noise_t.fail(key, "not valid base64 (value not shown)")
+                if len(raw) != 32:
+                    noise_t.fail(key, f"expected a 32-byte key, got {len(raw)} bytes")
+
+    if uses_tls and tls is not None and tls_t is not None:
+        why = 'when type = "tls"' if ttype is TransportType.TLS else "when websocket.tls = true"
+        if is_server:
+            for key in ("pkcs12", "pkcs12_password"):
+                if getattr(tls, key) is None:
+                    tls_t.fail(key, f"missing, required on the server {why}")
+        elif tls.pkcs12 is not None and tls.pkcs12_password is None:
+            tls_t.fail("pkcs12_password", "missing, required when pkcs12 is set")
+
+    return TransportConfig(type=ttype, tcp=tcp, tls=tls, noise=noise, websocket=websocket)
+
+
+def _parse_server(src: str, data: dict[str, Any]) -> ServerConfig | None:
+    s = _sub_table(src, "", data, "server", _SERVER_KEYS)
+    if s is None:
+        return None
+    bind_addr = s.addr("bind_addr")
+    default_token = s.string("default_token", secret=True)
+    heartbeat_interval = s.u64("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL)
+    transport = _parse_transport(s, is_server=True)
+    services: dict[str, ServerServiceConfig] = {}
+    for name, svc in _services(s, _SERVER_SERVICE_KEYS):
+        services[name] = ServerServiceConfig(
+            name=name,
+            type=svc.enum("type", ServiceType, ServiceType.TCP),
+            bind_addr=svc.addr("bind_addr"),
+            token=_token(svc, default_token, "server"),
+            nodelay=svc.boolean("nodelay"),
+        )
+    return ServerConfig(
+        bind_addr=bind_addr,
+        services=types.MappingProxyType(services),
+        default_token=default_token,
+        transport=transport,
+        heartbeat_interval=heartbeat_interval,
+    )
+
+
+def _parse_client(src: str, data: dict[str, Any]) -> ClientConfig | None:
+    c = _sub_table(src, "", data, "client", _CLIENT_KEYS)
+    if c is None:
+        return None
+    remote_addr = c.addr("remote_addr")
+    default_token = c.string("default_token", secret=True)
+    heartbeat_timeout = c.u64("heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT)
+    retry_interval = c.u64("retry_interval", DEFAULT_CLIENT_RETRY_INTERVAL)
+    transport = _parse_transport(c, is_server=False)
+    services: dict[str, ClientServiceConfig] = {}
+    for name, svc in _services(c, _CLIENT_SERVICE_KEYS):
+        services[name] = ClientServiceConfig(
+            name=name,
+            type=svc.enum("type", ServiceType, ServiceType.TCP),
+            local_addr=svc.addr("local_addr"),
+            token=_token(svc, default_token, "client"),
+            nodelay=svc.boolean("nodelay"),
+            retry_interval=svc.u64("retry_interval", retry_interval),
+        )
+    return ClientConfig(
+        remote_addr=remote_addr,
+        services=types.MappingProxyType(services),
+        default_token=default_token,
+        transport=transport,
+        heartbeat_timeout=heartbeat_timeout,
+        retry_interval=retry_interval,
+    )
+
+
+def _services(role: _Table, allowed: tuple[str, ...]) -> list[tuple[str, _Table]]:
+    """The service tables of [server]/[client] in file order; `services` is required."""
+    value = role.data.get("services", _MISSING)
+    if value is _MISSING:
+        role.fail("services", "missing (required)")
+    if not isinstance(value, dict):
+        role.fail("services", f"expected a table, got {_show(value)}")
+    path = _join(role.path, "services")
+    result = []
+    for name in value:
+        svc = _sub_table(role.source, path, value, name, allowed)
+        assert svc is not None
+        result.append((name, svc))
+    return result
+
+
+def _token(svc: _Table, default_token: str | None, role: str) -> str:
+    token = svc.string("token", secret=True)
+    if token is None:
+        if default_token is None:
+            svc.fail("token", f"not set, and [{role}] has no default_token")
+        token = default_token
+    return token
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate a rathole v0.5 TOML config; raises ConfigError on any problem."""
+    try:
+        data = tomllib.loads(text.removeprefix("\ufeff"))
+    except ValueError as e:  # tomllib.TOMLDecodeError, or int() digit limits
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if m := _TOML_POS.match(msg):
+            line, col = int(m["line"]), int(m["col"])
+            raise ConfigError(
+                source,
+                problem=f"line {line}, column {col}: invalid TOML: {m['msg']}",
+                line=line,
+                column=col,
+            ) from None
+        if m := _TOML_EOF.match(msg):
+            raise ConfigError(source, problem=f"end of file: invalid TOML: {m['msg']}") from None
+        raise ConfigError(source, problem=f"invalid TOML: {msg}") from None
+    except RecursionError:
+        raise ConfigError(source, problem="invalid TOML: nested too deeply") from None
+
+    top = _Table(source, "", data, ("server", "client"))
+    server = _parse_server(source, top.data)
+    client = _parse_client(source, top.data)
+    if server is None and client is None:
+        raise ConfigError(source, problem="neither [server] nor [client] is defined")
+    return Config(server=server, client=client, source=source)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and parse a config file; ``source`` in errors is the path as given."""
+    source = os.fsdecode(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(source, problem=f"cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            source, problem=f"cannot read: not UTF-8 text (bad byte at offset {e.start})"
+        ) from None
+    return parse_config(text, source)
+
+
+# --------------------------------------------------------------------------- redaction
+
+_SECRET_FIELDS = frozenset({"token", "default_token", "pkcs12_password", "local_private_key"})
+
+
+def redacted(cfg: Any) -> str:
+    """A repr of any config object with every secret shown as '***' (or None if unset)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        parts = []
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            if f.name in _SECRET_FIELDS:
+                shown = "None" if value is None else "'***'"
+            elif f.name == "proxy" and isinstance(value, str):
+                shown = repr(_redact_url(value))
+            else:
+                shown = redacted(value)
+            parts.append(f"{f.name}={shown}")
+        return f"{type(cfg).__name__}({', '.join(parts)})"
+    if isinstance(cfg, Mapping):
+        return "{" + ", ".join(f"{k!r}: {redacted(v)}" for k, v in cfg.items()) + "}"
+    return repr(cfg)
+
+
+# --------------------------------------------------------------------------- hot reload
+
+
+@dataclass(frozen=True)
+class ConfigDiff:
+    """What a reload changes (PROTOCOL.md §6.5).
+
+    ``restart_<role>``: the block appeared or disappeared, or a key other than ``services``
+    changed: stop the running instance (if any) and start from the new config (if any). The
+    service tuples are then empty, since everything restarts. Otherwise ``*_added``,
+    ``*_removed`` and ``*_changed`` name the services to start, stop and replace (in file order).
+    """
+
+    restart_server: bool
+    restart_client: bool
+    server_added: tuple[str, ...] = ()
+    server_removed: tuple[str, ...] = ()
+    server_changed: tuple[str, ...] = ()
+    client_added: tuple[str, ...] = ()
+    client_removed: tuple[str, ...] = ()
+    client_changed: tuple[str, ...] = ()
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the reload needs no action at all."""
+        return not any(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+def _role_diff(
+    old: ServerConfig | ClientConfig | None, new: ServerConfig | ClientConfig | None
+) -> tuple[bool, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    if old is None and new is None:
+        return False, (), (), ()
+    if old is None or new is None:
+        return True, (), (), ()
+    for f in dataclasses.fields(old):
+        if f.name != "services" and getattr(old, f.name) != getattr(new, f.name):
+            return True, (), (), ()
+    added = tuple(n for n in new.services if n not in old.services)
+    removed = tuple(n for n in old.services if n not in new.services)
+    changed = tuple(
+        n for n in new.services if n in old.services and old.services[n] != new.services[n]
+    )
+    return False, added, removed, changed
+
+
+def config_diff(old: Config, new: Config) -> ConfigDiff:
+    """Classify a reload from ``old`` to ``new`` as rathole's config watcher does."""
+    rs, sa, sr, sc = _role_diff(old.server, new.server)
+    rc, ca, cr, cc = _role_diff(old.client, new.client)
+    return ConfigDiff(rs, rc, sa, sr, sc, ca, cr, cc)

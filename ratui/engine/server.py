@@ -1,0 +1,374 @@
+"""The server role: accept control and data channels on one port, expose each service's port
+while its client is connected, and pair every visitor with a data channel (PROTOCOL.md §1, §4).
+
+Everything here runs on callbacks except the short handshake of each new channel. Where rathole
+waits forever for a first message, ratui gives a connection ``HANDSHAKE_TIMEOUT`` seconds to
+say Hello and Auth, which keeps silent or half-open peers from holding memory; the bytes on the
+wire are unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+from collections import deque
+
+from .backoff import listen_backoff
+from .channel import Channel, ChannelClosed
+from .config import ServerConfig, ServerServiceConfig, split_host_port
+from .forward import Relay
+from .protocol import (
+    Ack,
+    Auth,
+    ControlChannelHello,
+    ControlCmd,
+    DataCmd,
+    MessageReader,
+    ProtocolError,
+    auth_digest,
+    encode_ack,
+    encode_control_cmd,
+    encode_data_cmd,
+    encode_hello,
+    service_digest,
+)
+from .state import ControlState, EngineState, EventKind, Level, Role, VisitorRecord
+from .transport.base import Transport
+
+log = logging.getLogger("ratui.server")
+
+TCP_POOL_SIZE = 8  # data channels requested as soon as a client authenticates
+MAX_WAITING_VISITORS = 2048  # visitors queued for a data channel, per service
+MAX_IDLE_DATA_CHANNELS = 4096  # idle data channels kept per service
+HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection has for its Hello (and Auth)
+
+_CREATE = encode_control_cmd(ControlCmd.CREATE_DATA_CHANNEL)
+_HEARTBEAT = encode_control_cmd(ControlCmd.HEARTBEAT)
+_START_TCP = encode_data_cmd(DataCmd.START_FORWARD_TCP)
+
+
+class Server:
+    """Listens on ``[server] bind_addr`` and runs every configured service."""
+
+    def __init__(self, cfg: ServerConfig, state: EngineState, transport: Transport) -> None:
+        self.cfg = cfg
+        self.state = state
+        self.transport = transport
+        self.services: dict[bytes, ServerService] = {}
+        self.sessions: dict[bytes, ControlChannel] = {}
+        self._listener: asyncio.AbstractServer | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
+        for svc in cfg.services.values():
+            self.add_service(svc)
+
+    async def start(self) -> None:
+        self._listener = await self.transport.listen(self.cfg.bind_addr, self._accept)
+        log.info("Listening at %s", self.cfg.bind_addr)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self._handshakes):
+            task.cancel()
+        for service in list(self.services.values()):
+            self.remove_service(service.cfg.name)
+
+    # services ---------------------------------------------------------------------------
+    def add_service(self, cfg: ServerServiceConfig) -> None:
+        """Start serving ``cfg``; an existing service of that name is replaced and its client
+        has to reconnect (as rathole does for a changed service)."""
+        self.remove_service(cfg.name)
+        service = ServerService(cfg, self)
+        self.services[service.digest] = service
+
+    def remove_service(self, name: str) -> None:
+        service = self.services.pop(service_digest(name), None)
+        if service is not None:
+            service.stop()
+
+    # accepting channels -----------------------------------------------------------------
+    def _accept(self, channel: Channel) -> None:
+        task = asyncio.get_running_loop().create_task(self._handshake(channel))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, channel: Channel) -> None:
+        peer = channel.peer
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                hello = await channel.receive(MessageReader.next_hello)
+                if isinstance(hello, ControlChannelHello):
+                    await self._control_handshake(channel, hello.digest)
+                    return
+            self._data_channel(channel, hello.session_key)
+        except TimeoutError:
+            self._bad_peer(channel, f"{peer} sent no complete handshake within {HANDSHAKE_TIMEOUT:g} s")
+        except ProtocolError as exc:
+            self._bad_peer(channel, f"{peer} does not speak the protocol: {exc}")
+        except ChannelClosed:
+            log.debug("%s closed during the handshake", peer)
+            channel.close()
+
+    def _bad_peer(self, channel: Channel, message: str) -> None:
+        channel.abort()
+        self.state.emit(EventKind.BAD_PEER, message, level=Level.WARNING, role=Role.SERVER)
+
+    async def _control_handshake(self, channel: Channel, digest: bytes) -> None:
+        nonce = secrets.token_bytes(32)
+        channel.write(encode_hello(ControlChannelHello(nonce)))
+        service = self.services.get(digest)
+        if service is None:
+            channel.write(encode_ack(Ack.SERVICE_NOT_EXIST))
+            channel.close()
+            self.state.emit(
+                EventKind.UNKNOWN_SERVICE,
+                f"{channel.peer} asked for a service that does not exist here "
+                f"(digest {digest.hex()[:16]}...)",
+                level=Level.WARNING,
+                role=Role.SERVER,
+            )
+            return
+        auth: Auth = await channel.receive(MessageReader.next_auth)
+        session_key = auth_digest(service.cfg.token, nonce)
+        if not hmac.compare_digest(auth.digest, session_key):
+            channel.write(encode_ack(Ack.AUTH_FAILED))
+            channel.close()
+            service.stats.auth_failures += 1
+            self.state.emit(
+                EventKind.AUTH_FAILED,
+                f"{channel.peer} sent an incorrect token",
+                level=Level.WARNING,
+                service=service.cfg.name,
+                role=Role.SERVER,
+            )
+            return
+        channel.write(encode_ack(Ack.OK))
+        service.attach(channel, session_key)
+
+    def _data_channel(self, channel: Channel, session_key: bytes) -> None:
+        control = self.sessions.get(session_key)
+        if control is None:
+            self._bad_peer(channel, f"data channel from {channel.peer} has an incorrect session key")
+            return
+        if control.service.cfg.nodelay is not None:
+            channel.set_nodelay(control.service.cfg.nodelay)
+        control.add_data_channel(channel)
+
+
+class ServerService:
+    """One ``[server.services.NAME]``: its stats, and the control channel of its client."""
+
+    def __init__(self, cfg: ServerServiceConfig, server: Server) -> None:
+        self.cfg = cfg
+        self.server = server
+        self.digest = service_digest(cfg.name)
+        self.stats = server.state.register(Role.SERVER, cfg.name, str(cfg.type), cfg.bind_addr)
+        self.stats.set_state(ControlState.WAITING)
+        self.control: ControlChannel | None = None
+        self.relays: set[Relay] = set()
+
+    def attach(self, channel: Channel, session_key: bytes) -> None:
+        """A client authenticated: it replaces any earlier one (the newest client wins)."""
+        if self.control is not None:
+            self.control.close(f"replaced by a newer client from {channel.peer}")
+        self.control = ControlChannel(self, channel, session_key)
+        self.control.start()
+
+    def detached(self, control: ControlChannel) -> None:
+        if self.control is control:
+            self.control = None
+            self.stats.peer = None
+            self.stats.set_state(ControlState.WAITING)
+
+    def forward_done(self, relay: Relay) -> None:
+        self.relays.discard(relay)
+        self.server.state.close_visitor(self.stats, relay.record)
+
+    def stop(self) -> None:
+        if self.control is not None:
+            self.control.close("service stopped", Level.INFO)
+        for relay in list(self.relays):
+            relay.close()
+        self.stats.set_state(ControlState.STOPPED)
+        self.server.state.unregister(self.stats)
+
+
+class _Visitor(Channel):
+    """A visitor waiting for a data channel; reading stays paused until it is paired."""
+
+    def __init__(self, control: ControlChannel) -> None:
+        super().__init__()
+        self.control = control
+        self.record: VisitorRecord | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        transport.pause_reading()  # type: ignore[attr-defined]
+        self.control.visitor_arrived(self)
+
+
+class ControlChannel:
+    """The server's side of one authenticated client: its heartbeat, the service port, the
+    queue of visitors and the pool of idle data channels."""
+
+    def __init__(self, service: ServerService, channel: Channel, session_key: bytes) -> None:
+        self.service = service
+        self.channel = channel
+        self.session_key = session_key
+        self.state = service.server.state
+        self.stats = service.stats
+        self.loop = asyncio.get_running_loop()
+        self.visitors: deque[_Visitor] = deque()
+        self.pool: deque[Channel] = deque()
+        self.listener: asyncio.AbstractServer | None = None
+        self.closed = False
+        self._last_send = self.loop.time()
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._binder: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        server = self.service.server
+        server.sessions[self.session_key] = self
+        self.channel.on_lost(lambda _: self.close("the client closed the control channel"))
+        self._send(_CREATE * TCP_POOL_SIZE)
+        interval = server.cfg.heartbeat_interval
+        if interval > 0:
+            self._heartbeat = self.loop.call_later(interval, self._beat)
+        self.stats.peer = self.channel.peer
+        self._binder = self.loop.create_task(self._bind())
+
+    def _send(self, data: bytes) -> None:
+        self.channel.write(data)
+        self._last_send = self.loop.time()
+
+    def _beat(self) -> None:
+        """Idle timer: a HeartBeat goes out only after ``heartbeat_interval`` with no command."""
+        interval = self.service.server.cfg.heartbeat_interval
+        idle = self.loop.time() - self._last_send
+        if idle >= interval:
+            self._send(_HEARTBEAT)
+            idle = 0.0
+        self._heartbeat = self.loop.call_later(interval - idle, self._beat)
+
+    async def _bind(self) -> None:
+        host, port = split_host_port(self.service.cfg.bind_addr)
+        backoff = listen_backoff()
+        while not self.closed:
+            try:
+                self.listener = await self.loop.create_server(
+                    lambda: _Visitor(self), host or None, port, reuse_address=True
+                )
+                self.stats.last_error = None
+                self.stats.set_state(ControlState.UP)
+                self.state.emit(
+                    EventKind.CONTROL_UP,
+                    f"client {self.channel.peer} connected; visitors welcome at "
+                    f"{self.service.cfg.bind_addr}",
+                    service=self.service.cfg.name,
+                    role=Role.SERVER,
+                )
+                return
+            except OSError as exc:
+                delay = backoff.next() or 1.0
+                self.stats.last_error = f"cannot listen at {self.service.cfg.bind_addr}: {exc.strerror}"
+                self.state.emit(
+                    EventKind.ERROR,
+                    f"{self.stats.last_error}; retrying in {delay:.1f} s",
+                    level=Level.ERROR,
+                    service=self.service.cfg.name,
+                    role=Role.SERVER,
+                )
+                await asyncio.sleep(delay)
+
+    # visitors and data channels ---------------------------------------------------------
+    def visitor_arrived(self, visitor: _Visitor) -> None:
+        if self.closed or len(self.visitors) >= MAX_WAITING_VISITORS:
+            visitor.abort()
+            self.state.emit(
+                EventKind.ERROR,
+                f"visitor {visitor.peer} refused: {MAX_WAITING_VISITORS} visitors already wait "
+                "for a data channel",
+                level=Level.WARNING,
+                service=self.service.cfg.name,
+                role=Role.SERVER,
+            )
+            return
+        visitor.record = self.state.open_visitor(self.stats, visitor.peer)
+        visitor.on_lost(self._visitor_left)
+        self.visitors.append(visitor)
+        self._send(_CREATE)
+        self._pair()
+
+    def _visitor_left(self, visitor: Channel) -> None:
+        """A waiting visitor hung up before a data channel came."""
+        assert isinstance(visitor, _Visitor) and visitor.record is not None
+        self.visitors.remove(visitor)
+        self.state.close_visitor(self.stats, visitor.record)
+
+    def add_data_channel(self, channel: Channel) -> None:
+        if self.closed or len(self.pool) >= MAX_IDLE_DATA_CHANNELS:
+            channel.close()
+            return
+        channel.on_lost(self._data_channel_lost)
+        self.pool.append(channel)
+        self.stats.idle_data_channels = len(self.pool)
+        self._pair()
+
+    def _data_channel_lost(self, channel: Channel) -> None:
+        self.pool.remove(channel)
+        self.stats.idle_data_channels = len(self.pool)
+        channel.close()
+
+    def _pair(self) -> None:
+        """Serve waiting visitors in order, each with whichever idle data channel is next."""
+        service = self.service
+        while self.visitors and self.pool:
+            channel = self.pool.popleft()
+            visitor = self.visitors.popleft()
+            record = visitor.record
+            assert record is not None
+            channel.write(_START_TCP)
+            relay = Relay(visitor.detach(), channel.detach(), record, service.forward_done)
+            service.relays.add(relay)
+            relay.start()
+        self.stats.idle_data_channels = len(self.pool)
+
+    # teardown ---------------------------------------------------------------------------
+    def close(self, reason: str, level: Level = Level.WARNING) -> None:
+        """Drop this client: stop the service port, idle channels and waiting visitors.
+        Visitors already being forwarded keep going until they finish."""
+        if self.closed:
+            return
+        self.closed = True
+        server = self.service.server
+        if server.sessions.get(self.session_key) is self:
+            del server.sessions[self.session_key]
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._binder is not None:
+            self._binder.cancel()
+        if self.listener is not None:
+            self.listener.close()
+        self.channel.on_lost(None)
+        self.channel.close()
+        while self.pool:
+            idle = self.pool.popleft()
+            idle.on_lost(None)
+            idle.close()
+        while self.visitors:
+            visitor = self.visitors.popleft()
+            visitor.on_lost(None)
+            visitor.abort()
+            if visitor.record is not None:
+                self.state.close_visitor(self.stats, visitor.record)
+        self.stats.idle_data_channels = 0
+        self.service.detached(self)
+        self.state.emit(
+            EventKind.CONTROL_DOWN,
+            f"control channel closed: {reason}",
+            level=level,
+            service=self.service.cfg.name,
+            role=Role.SERVER,
+        )

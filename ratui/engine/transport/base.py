@@ -1,0 +1,30 @@
+"""The one interface the server and client use to open and accept channels.
+
+A transport kind (plain TCP here; Noise, TLS and WebSocket layer on top of it) turns a socket
+into a :class:`~ratui.engine.channel.Channel` whose asyncio transport carries plaintext
+protocol bytes. The server and the client never ask which kind they run on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from ..channel import Channel
+
+#: Called with each accepted channel, from the event loop, once the transport's own
+#: handshake (if any) is done.
+AcceptHandler = Callable[[Channel], None]
+
+
+class Transport(ABC):
+    """Opens channels to a server (client side) and accepts them (server side)."""
+
+    @abstractmethod
+    async def connect(self, addr: str, *, nodelay: bool | None = None) -> Channel:
+        """Open a channel to ``host:port``; ``nodelay`` overrides the transport setting."""
+
+    @abstractmethod
+    async def listen(self, addr: str, on_channel: AcceptHandler) -> asyncio.AbstractServer:
+        """Accept channels on ``host:port`` until the returned server is closed."""
