@@ -348,8 +348,8 @@ def tool_version(cmd: list[str]) -> str:
         done = run_bounded([*cmd, "--version"], timeout=10)
     except (HarnessError, OSError):
         return "?"
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0] if lines else "?"
+    lines = [" ".join(line.split()) for line in (done.stdout or done.stderr).splitlines()]
+    return "; ".join(line for line in lines[:3] if line) or "?"
 
 
 def report(
@@ -377,7 +377,7 @@ def report(
         "commands": commands,
         "versions": {
             "iperf3": tool_version([iperf3]),
-            "rathole": tool_version(commands["rathole"]),
+            **{name: tool_version(cmd) for name, cmd in commands.items()},
         },
         "idle_rss_kib": {p.name: p.idle_rss_kib for p in paths if p.tunnel},
         "summary": [asdict(r) for r in rows],
