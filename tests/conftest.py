@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-RATHOLE = REPO.parent / "shared" / "rathole" / "rathole"
+#: The reference rathole: ../shared/rathole/rathole, or RATUI_RATHOLE where CI rebuilt it.
+RATHOLE = Path(os.environ.get("RATUI_RATHOLE", REPO.parent / "shared" / "rathole" / "rathole"))
 
 
 def free_port() -> int:
@@ -105,6 +106,8 @@ class Procs:
 
     def rathole(self, *args: str) -> Proc:
         if not RATHOLE.exists():
+            if os.environ.get("RATUI_REQUIRE_RATHOLE"):
+                pytest.fail(f"reference rathole not found at {RATHOLE}")
             pytest.skip(f"reference rathole not found at {RATHOLE}")
         return self._start([str(RATHOLE), *args], "rathole", None)
 

@@ -1057,6 +1057,77 @@ documents = st.recursive(
 )
 
 
+def _table(spec: dict[str, st.SearchStrategy]) -> st.SearchStrategy[dict]:
+    """A table whose keys are each present or not; values are mostly plausible, sometimes junk."""
+    return st.fixed_dictionaries(
+        {}, optional={k: st.one_of(v, v, v, scalars) for k, v in spec.items()}
+    )
+
+
+_addr = st.sampled_from(["0.0.0.0:2333", "[::1]:80", "h:1", "::1:80", "h:99999", ""])
+_str = st.sampled_from(["t", "", "id.pfx"])
+_u64 = st.integers(min_value=-2, max_value=100)
+_bool = st.booleans()
+_key = st.sampled_from([NK_PRIVATE, NK_PUBLIC.rstrip("="), "QUJD", "key_encoded_in_base64"])
+_proxy = st.sampled_from(SCHEMA_STRINGS[12:17])
+_transport = _table(
+    {
+        "type": st.sampled_from(["tcp", "tls", "noise", "websocket"]),
+        "tcp": _table(
+            {"nodelay": _bool, "keepalive_secs": _u64, "keepalive_interval": _u64, "proxy": _proxy}
+        ),
+        "tls": _table(
+            {"hostname": _str, "trusted_root": _str, "pkcs12": _str, "pkcs12_password": _str}
+        ),
+        "noise": _table({"pattern": _str, "local_private_key": _key, "remote_public_key": _key}),
+        "websocket": _table({"tls": _bool}),
+    }
+)
+_names = st.sampled_from(["a", "b", "my web", ""])
+_svc_type = st.sampled_from(["tcp", "udp", "UDP"])
+structured_configs = _table(
+    {
+        "server": _table(
+            {
+                "bind_addr": _addr,
+                "default_token": _str,
+                "services": st.dictionaries(
+                    _names,
+                    _table(
+                        {"type": _svc_type, "bind_addr": _addr, "token": _str, "nodelay": _bool}
+                    ),
+                    max_size=3,
+                ),
+                "transport": _transport,
+                "heartbeat_interval": _u64,
+            }
+        ),
+        "client": _table(
+            {
+                "remote_addr": _addr,
+                "default_token": _str,
+                "services": st.dictionaries(
+                    _names,
+                    _table(
+                        {
+                            "type": _svc_type,
+                            "local_addr": _addr,
+                            "token": _str,
+                            "nodelay": _bool,
+                            "retry_interval": _u64,
+                        }
+                    ),
+                    max_size=3,
+                ),
+                "transport": _transport,
+                "heartbeat_timeout": _u64,
+                "retry_interval": _u64,
+            }
+        ),
+    }
+)
+
+
 def _check_only_config_error(text: str) -> None:
     try:
         cfg = parse_config(text, "fuzz.toml")
@@ -1079,6 +1150,12 @@ def test_fuzz_structures_raise_only_config_error(doc: dict) -> None:
         assume(False)
         raise
     _check_only_config_error(text)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(structured_configs)
+def test_fuzz_schema_shaped_configs_raise_only_config_error(doc: dict) -> None:
+    _check_only_config_error(tomlkit.dumps(doc))
 
 
 @settings(max_examples=300, deadline=None)
