@@ -36,10 +36,12 @@ def level_from_env(environ: dict[str, str] | None = None) -> int:
     return logging.INFO
 
 
+#: ANSI colour of each level's name on a terminal.
+_COLOURS = {logging.DEBUG: "2", logging.INFO: "32", logging.WARNING: "33", logging.ERROR: "31"}
+
+
 class _Formatter(logging.Formatter):
     """``2026-11-27T01:02:03.456Z  INFO ratui.server: message``, coloured on a terminal."""
-
-    COLOURS = {logging.DEBUG: "2", logging.INFO: "32", logging.WARNING: "33", logging.ERROR: "31"}
 
     converter = time.gmtime
 
@@ -51,7 +53,7 @@ class _Formatter(logging.Formatter):
         stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z"
         level = record.levelname.replace("WARNING", "WARN").rjust(5)
         if self.colour:
-            level = f"\x1b[{self.COLOURS.get(record.levelno, '1')}m{level}\x1b[0m"
+            level = f"\x1b[{_COLOURS.get(record.levelno, '1')}m{level}\x1b[0m"
         text = f"{stamp} {level} {record.name}: {record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)

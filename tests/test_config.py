@@ -1067,12 +1067,12 @@ def _table(spec: dict[str, st.SearchStrategy]) -> st.SearchStrategy[dict]:
     return st.fixed_dictionaries({}, optional=spec)
 
 
-_addr = _leaf(st.sampled_from(["0.0.0.0:2333", "[::1]:80", "h:1", "::1:80", "h:99999", ""])
-_str = _leaf(st.sampled_from(["t", "", "id.pfx"])
-_u64 = _leaf(st.integers(min_value=-2, max_value=100)
-_bool = _leaf(st.booleans()
-_key = _leaf(st.sampled_from([NK_PRIVATE, NK_PUBLIC.rstrip("="), "QUJD", "key_encoded_in_base64"])
-_proxy = _leaf(st.sampled_from(SCHEMA_STRINGS[12:17])
+_addr = _leaf(st.sampled_from(["0.0.0.0:2333", "[::1]:80", "h:1", "::1:80", "h:99999", ""]))
+_str = _leaf(st.sampled_from(["t", "", "id.pfx"]))
+_u64 = _leaf(st.integers(min_value=-2, max_value=100))
+_bool = _leaf(st.booleans())
+_key = _leaf(st.sampled_from([NK_PRIVATE, NK_PUBLIC.rstrip("="), "QUJD", "key_encoded_in_base64"]))
+_proxy = _leaf(st.sampled_from(SCHEMA_STRINGS[12:17]))
 _transport = _table(
     {
         "type": st.sampled_from(["tcp", "tls", "noise", "websocket"]),
@@ -1087,7 +1087,7 @@ _transport = _table(
     }
 )
 _names = st.sampled_from(["a", "b", "my web", ""])
-_svc_type = _leaf(st.sampled_from(["tcp", "udp", "UDP"])
+_svc_type = _leaf(st.sampled_from(["tcp", "udp", "UDP"]))
 structured_configs = _table(
     {
         "server": _table(

@@ -190,7 +190,11 @@ class ClientService:
         finally:
             self._idle.discard(channel)
             self.stats.idle_data_channels = len(self._idle)
-        expected = DataCmd.START_FORWARD_TCP if self.cfg.type is ServiceType.TCP else DataCmd.START_FORWARD_UDP
+        expected = (
+            DataCmd.START_FORWARD_TCP
+            if self.cfg.type is ServiceType.TCP
+            else DataCmd.START_FORWARD_UDP
+        )
         if cmd is not expected:
             channel.close()
             self._emit(
@@ -232,7 +236,9 @@ class ClientService:
             self.stats.last_error = f"cannot connect to {self.cfg.local_addr}: {describe(exc)}"
             self._emit(EventKind.ERROR, self.stats.last_error, Level.WARNING)
             return
-        record = self.state.open_visitor(self.stats, format_addr(transport.get_extra_info("sockname")))
+        record = self.state.open_visitor(
+            self.stats, format_addr(transport.get_extra_info("sockname"))
+        )
         relay = Relay(channel.detach(), local.detach(), record, self._forward_done)
         self.relays.add(relay)
         relay.start()

@@ -24,7 +24,7 @@ Detached = tuple[asyncio.Transport, bytes, bool]
 class _Pump(asyncio.Protocol):
     """Receives on its own transport and writes into its peer's transport."""
 
-    __slots__ = ("eof", "lost", "peer", "pair", "record", "transport")
+    __slots__ = ("eof", "lost", "pair", "peer", "record", "transport")
 
     def __init__(self, transport: asyncio.Transport, record: VisitorRecord, pair: Relay) -> None:
         self.transport = transport

@@ -104,7 +104,9 @@ class Server:
                     return
             self._data_channel(channel, hello.session_key)
         except TimeoutError:
-            self._bad_peer(channel, f"{peer} sent no complete handshake within {HANDSHAKE_TIMEOUT:g} s")
+            self._bad_peer(
+                channel, f"{peer} sent no complete handshake within {HANDSHAKE_TIMEOUT:g} s"
+            )
         except ProtocolError as exc:
             self._bad_peer(channel, f"{peer} does not speak the protocol: {exc}")
         except ChannelClosed:
@@ -150,7 +152,9 @@ class Server:
     def _data_channel(self, channel: Channel, session_key: bytes) -> None:
         control = self.sessions.get(session_key)
         if control is None:
-            self._bad_peer(channel, f"data channel from {channel.peer} has an incorrect session key")
+            self._bad_peer(
+                channel, f"data channel from {channel.peer} has an incorrect session key"
+            )
             return
         if control.service.cfg.nodelay is not None:
             channel.set_nodelay(control.service.cfg.nodelay)
@@ -272,7 +276,9 @@ class ControlChannel:
                 return
             except OSError as exc:
                 delay = backoff.next() or 1.0
-                self.stats.last_error = f"cannot listen at {self.service.cfg.bind_addr}: {exc.strerror}"
+                self.stats.last_error = (
+                    f"cannot listen at {self.service.cfg.bind_addr}: {exc.strerror}"
+                )
                 self.state.emit(
                     EventKind.ERROR,
                     f"{self.stats.last_error}; retrying in {delay:.1f} s",

@@ -10,7 +10,9 @@ from ..config import TcpTransportConfig, split_host_port
 from .base import AcceptHandler, Transport
 
 
-def apply_socket_options(sock: socket.socket | None, nodelay: bool, cfg: TcpTransportConfig) -> None:
+def apply_socket_options(
+    sock: socket.socket | None, nodelay: bool, cfg: TcpTransportConfig
+) -> None:
     """Set TCP_NODELAY and keepalive (``keepalive_secs`` idle, ``keepalive_interval`` apart)."""
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
