@@ -714,11 +714,15 @@ def test_duplicate_key_is_a_syntax_error() -> None:
     assert "invalid TOML" in line
 
 
-def test_u64_bounds() -> None:
-    big = 2**64 - 1
-    text = f'[server]\nbind_addr = "a:1"\nservices = {{}}\nheartbeat_interval = {2**63 - 1}\n'
-    assert parse(text).server.heartbeat_interval == 2**63 - 1  # type: ignore[union-attr]
-    assert big > 2**63  # TOML integers stop at i64, so no u64 value above that is writable
+def test_integer_bounds() -> None:
+    """u64 in rathole, but TOML integers stop at i64 (tomllib would read more)."""
+    text = '[server]\nbind_addr = "a:1"\nservices = {}\nheartbeat_interval = %d\n'
+    cfg = parse(text % (2**63 - 1))
+    assert cfg.server is not None and cfg.server.heartbeat_interval == 2**63 - 1
+    assert error_of(text % 2**63) == (
+        "x.toml: [server] heartbeat_interval: expected an integer of at most"
+        " 9223372036854775807, got 9223372036854775808"
+    )
 
 
 def test_ports_zero_and_max_are_fine() -> None:
@@ -858,6 +862,9 @@ def test_secrets_absent_from_repr() -> None:
     assert "local_private_key='***'" in redacted(cfg)
     no_default = parse('[server]\nbind_addr = "a:1"\nservices = {}\n').server
     assert "default_token=None" in redacted(no_default)
+    for proxy in ("socks5://u:pa/ss@h:1", "http://u:pa@ss@h:1", "pa@ss"):
+        shown = repr(TcpTransportConfig(proxy=proxy)) + redacted(TcpTransportConfig(proxy=proxy))
+        assert "pa" not in shown.replace("keepalive", ""), shown
     # the secrets are still there for the engine to use
     assert cfg.client.services["a"].token == "s3cr3t-token"
     assert cfg.client.transport.noise is not None
@@ -1062,12 +1069,17 @@ def _leaf(valid: st.SearchStrategy) -> st.SearchStrategy:
     return st.integers(0, 9).flatmap(lambda i: scalars if i == 0 else valid)
 
 
-def _table(spec: dict[str, st.SearchStrategy]) -> st.SearchStrategy[dict]:
-    """A table whose keys are each present or not."""
-    return st.fixed_dictionaries({}, optional=spec)
+def _table(
+    spec: dict[str, st.SearchStrategy], required: tuple[str, ...] = ()
+) -> st.SearchStrategy[dict]:
+    """A table with the required keys and any of the others."""
+    return st.fixed_dictionaries(
+        {k: v for k, v in spec.items() if k in required},
+        optional={k: v for k, v in spec.items() if k not in required},
+    )
 
 
-_addr = _leaf(st.sampled_from(["0.0.0.0:2333", "[::1]:80", "h:1", "::1:80", "h:99999", ""]))
+_addr = _leaf(st.sampled_from(["0.0.0.0:2333", "[::1]:80", "h:1", "h:2", "::1:80", "h:99999"]))
 _str = _leaf(st.sampled_from(["t", "", "id.pfx"]))
 _u64 = _leaf(st.integers(min_value=-2, max_value=100))
 _bool = _leaf(st.booleans())
@@ -1075,7 +1087,7 @@ _key = _leaf(st.sampled_from([NK_PRIVATE, NK_PUBLIC.rstrip("="), "QUJD", "key_en
 _proxy = _leaf(st.sampled_from(SCHEMA_STRINGS[12:17]))
 _transport = _table(
     {
-        "type": st.sampled_from(["tcp", "tls", "noise", "websocket"]),
+        "type": _leaf(st.sampled_from(["tcp", "tls", "noise", "websocket"])),
         "tcp": _table(
             {"nodelay": _bool, "keepalive_secs": _u64, "keepalive_interval": _u64, "proxy": _proxy}
         ),
@@ -1083,8 +1095,9 @@ _transport = _table(
             {"hostname": _str, "trusted_root": _str, "pkcs12": _str, "pkcs12_password": _str}
         ),
         "noise": _table({"pattern": _str, "local_private_key": _key, "remote_public_key": _key}),
-        "websocket": _table({"tls": _bool}),
-    }
+        "websocket": _table({"tls": _bool}, required=("tls",)),
+    },
+    required=("type",),
 )
 _names = st.sampled_from(["a", "b", "my web", ""])
 _svc_type = _leaf(st.sampled_from(["tcp", "udp", "UDP"]))
@@ -1097,13 +1110,15 @@ structured_configs = _table(
                 "services": st.dictionaries(
                     _names,
                     _table(
-                        {"type": _svc_type, "bind_addr": _addr, "token": _str, "nodelay": _bool}
+                        {"type": _svc_type, "bind_addr": _addr, "token": _str, "nodelay": _bool},
+                        required=("bind_addr",),
                     ),
                     max_size=3,
                 ),
                 "transport": _transport,
                 "heartbeat_interval": _u64,
-            }
+            },
+            required=("bind_addr", "services"),
         ),
         "client": _table(
             {
@@ -1118,14 +1133,16 @@ structured_configs = _table(
                             "token": _str,
                             "nodelay": _bool,
                             "retry_interval": _u64,
-                        }
+                        },
+                        required=("local_addr",),
                     ),
                     max_size=3,
                 ),
                 "transport": _transport,
                 "heartbeat_timeout": _u64,
                 "retry_interval": _u64,
-            }
+            },
+            required=("remote_addr", "services"),
         ),
     }
 )

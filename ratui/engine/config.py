@@ -69,7 +69,8 @@ DEFAULT_KEEPALIVE_SECS = 20
 DEFAULT_KEEPALIVE_INTERVAL = 8
 DEFAULT_NOISE_PATTERN = "Noise_NK_25519_ChaChaPoly_BLAKE2s"
 
-_U64_MAX = 2**64 - 1
+# rathole reads u64, but TOML (and rathole's toml 0.5) stops at i64; tomllib reads any size.
+_INT_MAX = 2**63 - 1
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POS = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
 _TOML_EOF = re.compile(r"^(?P<msg>.*) \(at end of document\)$", re.S)
@@ -115,6 +116,13 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return self._line()
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the attributes across pickling
+        return (
+            type(self),
+            (self.source, self.table, self.key, self.problem),
+            {"line": self.line, "column": self.column},
+        )
 
 
 # --------------------------------------------------------------------------- schema
@@ -328,17 +336,19 @@ def _kind(value: Any) -> str:
 
 
 def _redact_url(url: str) -> str:
-    """Mask the password in a URL's user info (the user name stays)."""
+    """Mask the password in a URL's user info (the user name stays).
+
+    Splits at the last "@" of the whole string, not of the authority, so that a password that
+    contains "/" or "?" is still masked.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url if "@" not in url else "***"
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, hostport = authority.rpartition("@")
+        return "***" if "@" in url else url
+    userinfo, at, after = rest.rpartition("@")
     if not at:
         return url
     user, colon, _password = userinfo.partition(":")
-    masked = f"{user}:***" if colon else user
-    return f"{scheme}://{masked}@{hostport}{slash}{tail}"
+    return f"{scheme}://{user}{':***' if colon else ''}@{after}"
 
 
 def _decode_key(text: str) -> bytes | None:
@@ -400,8 +410,8 @@ class _Table:
         value = self.get(key, _is_int, "a non-negative integer", default)
         if value < 0:
             self.fail(key, f"expected a non-negative integer, got {value}")
-        if value > _U64_MAX:
-            self.fail(key, f"expected an integer of at most {_U64_MAX}, got {value}")
+        if value > _INT_MAX:
+            self.fail(key, f"expected an integer of at most {_INT_MAX}, got {value}")
         return value
 
     def addr(self, key: str) -> str:
