@@ -26,12 +26,18 @@ utime+stime deltas from /proc/PID/stat across the iperf3 run) per Gbit received,
 peak RSS (VmHWM, reset before each run) of the tunnel server and client.
 
 ``--json`` writes the raw figures as JSON to stdout (the table then goes to stderr).
+``--log-dir DIR`` keeps the generated configs and every process's log (bench/out/ is
+git-ignored); by default they live in a temp dir that is removed at the end.
+``--warmup S`` runs each path untimed for S seconds first (default 1, 0 to skip).
+Hidden options: ``--ratui-cmd "CMD"`` replaces ``<python> -m ratui`` (e.g. with the rathole
+binary, to check the bench itself), ``--rathole-bin PATH`` the reference binary.
 Progress always goes to stderr. Exit status: 0 ok, 1 a tunnel or tool failed, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import shlex
@@ -39,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +80,12 @@ class BenchPath:
     port: int
     tunnel: Tunnel | None = None
     idle_rss_kib: dict[str, int] = field(default_factory=dict)
+    end_rss_kib: dict[str, int] = field(default_factory=dict)
+
+    def rss_kib(self) -> dict[str, int]:
+        """Current VmRSS of the tunnel's server and client (empty for direct)."""
+        roles = self.tunnel.by_role() if self.tunnel else {}
+        return {role: proc.status_kib("VmRSS") for role, proc in roles.items()}
 
 
 @dataclass
@@ -134,6 +147,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--up-timeout", type=float, default=20.0, help="seconds to wait for a tunnel (20)"
     )
+    parser.add_argument(
+        "--log-dir", type=Path, help="keep configs and process logs here (default: temp dir)"
+    )
     parser.add_argument("--rathole-bin", type=Path, default=RATHOLE_BIN, help=argparse.SUPPRESS)
     # Hidden: replace the ratui command, e.g. with the rathole binary to test the bench.
     parser.add_argument("--ratui-cmd", help=argparse.SUPPRESS)
@@ -148,6 +164,7 @@ def _int_list(text: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of ints: {text}") from exc
+    values = list(dict.fromkeys(values))  # drop repeats, keep order
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("stream counts must be >= 1")
     return values
@@ -189,8 +206,9 @@ def setup_tunnel(
     log(f"starting {name}: {shlex.join(command)} --server/--client (service {svc.bind_port})")
     tunnel = start_tunnel(procs, name, command, spec, workdir, timeout=up_timeout)
     start_iperf_server(procs, iperf3, name, svc.local_port)
-    idle = {role: p.status_kib("VmRSS") for role, p in tunnel.by_role().items()}
-    return BenchPath(name, svc.bind_port, tunnel, idle)
+    path = BenchPath(name, svc.bind_port, tunnel)
+    path.idle_rss_kib = path.rss_kib()
+    return path
 
 
 # --------------------------------------------------------------------------- measuring
@@ -349,7 +367,11 @@ def tool_version(cmd: list[str]) -> str:
     except (HarnessError, OSError):
         return "?"
     lines = [" ".join(line.split()) for line in (done.stdout or done.stderr).splitlines()]
-    return "; ".join(line for line in lines[:3] if line) or "?"
+    lines = [line for line in lines if line]
+    if not lines:
+        return "?"
+    # rathole prints its bare name first and the version two lines below.
+    return lines[0] if any(c.isdigit() for c in lines[0]) else "; ".join(lines[:3])
 
 
 def report(
@@ -380,6 +402,7 @@ def report(
             **{name: tool_version(cmd) for name, cmd in commands.items()},
         },
         "idle_rss_kib": {p.name: p.idle_rss_kib for p in paths if p.tunnel},
+        "end_rss_kib": {p.name: p.end_rss_kib for p in paths if p.tunnel},
         "summary": [asdict(r) for r in rows],
         "samples": [asdict(s) | {"cpu_s_per_gbit": s.cpu_per_gbit} for s in samples],
     }
@@ -394,23 +417,32 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------- main
 
 
+@contextlib.contextmanager
+def workspace(keep_in: Path | None) -> Iterator[Path]:
+    """The directory for configs and logs: ``keep_in`` (kept) or a temp dir (removed)."""
+    if keep_in is not None:
+        keep_in.mkdir(parents=True, exist_ok=True)
+        yield keep_in.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="ratui-bench-") as tmp:
+        yield Path(tmp)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_signal_handlers()
     try:
         iperf3 = ensure_tool("iperf3")
         commands = tunnel_commands(args)
-        with (
-            tempfile.TemporaryDirectory(prefix="ratui-bench-") as tmp,
-            ProcessSet(Path(tmp)) as procs,
-        ):
-            workdir = Path(tmp)
+        with workspace(args.log_dir) as workdir, ProcessSet(workdir) as procs:
             paths = [setup_direct(procs, iperf3)]
             for name in ("ratui", "rathole"):
                 paths.append(
                     setup_tunnel(procs, iperf3, name, commands[name], workdir, args.up_timeout)
                 )
             samples = run_all(paths, iperf3, args)
+            for path in paths:
+                path.end_rss_kib = path.rss_kib()
             procs.stop_all()
         report(args, commands, iperf3, paths, samples)
     except HarnessError as exc:
