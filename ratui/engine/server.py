@@ -200,7 +200,11 @@ class ServerService:
 
 
 class _Visitor(Channel):
-    """A visitor waiting for a data channel; reading stays paused until it is paired."""
+    """A visitor waiting for a data channel. What it sends meanwhile is buffered (bounded by
+    :data:`~ratui.engine.channel.MAX_HANDSHAKE_BUFFER`, past which reading pauses) and handed
+    to the relay with the EOF, if any: a visitor may send its whole request and half-close
+    before a data channel is free, and must still be served. Only a real connection loss
+    takes it out of the queue."""
 
     def __init__(self, control: ControlChannel) -> None:
         super().__init__()
@@ -209,8 +213,11 @@ class _Visitor(Channel):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        transport.pause_reading()  # type: ignore[attr-defined]
         self.control.visitor_arrived(self)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
 
 
 class ControlChannel:
