@@ -32,6 +32,7 @@ from .protocol import (
 )
 from .state import ControlState, EngineState, EventKind, Level, Role
 from .transport.base import Transport
+from .udp import UdpForwarder
 
 log = logging.getLogger("ratui.client")
 
@@ -87,6 +88,7 @@ class ClientService:
         self.stats = client.state.register(Role.CLIENT, cfg.name, str(cfg.type), cfg.local_addr)
         self.stats.peer = client.cfg.remote_addr
         self.relays: set[Relay] = set()
+        self.udp: set[UdpForwarder] = set()
         self._idle: set[Channel] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
@@ -103,6 +105,8 @@ class ClientService:
             channel.close()
         for relay in list(self.relays):
             relay.close()
+        for forwarder in list(self.udp):
+            forwarder.close()
         self.stats.set_state(ControlState.STOPPED)
         self.state.unregister(self.stats)
 
@@ -203,6 +207,9 @@ class ClientService:
                 "check that both sides configure the same type",
                 Level.ERROR,
             )
+            return
+        if cmd is DataCmd.START_FORWARD_UDP:
+            await UdpForwarder(channel, self.cfg, self.state, self.stats, self.udp).start()
             return
         await self._forward_tcp(channel)
 

@@ -17,7 +17,7 @@ from collections import deque
 
 from .backoff import listen_backoff
 from .channel import Channel, ChannelClosed
-from .config import ServerConfig, ServerServiceConfig, split_host_port
+from .config import ServerConfig, ServerServiceConfig, ServiceType, split_host_port
 from .forward import Relay
 from .protocol import (
     Ack,
@@ -36,6 +36,7 @@ from .protocol import (
 )
 from .state import ControlState, EngineState, EventKind, Level, Role, VisitorRecord
 from .transport.base import Transport
+from .udp import UDP_POOL_SIZE, UdpServer
 
 log = logging.getLogger("ratui.server")
 
@@ -238,12 +239,15 @@ class ControlChannel:
         self._last_send = self.loop.time()
         self._heartbeat: asyncio.TimerHandle | None = None
         self._binder: asyncio.Task[None] | None = None
+        self.udp: UdpServer | None = None
+        if service.cfg.type is ServiceType.UDP:
+            self.udp = UdpServer(self.state, self.stats, service.cfg, lambda: self._send(_CREATE))
 
     def start(self) -> None:
         server = self.service.server
         server.sessions[self.session_key] = self
         self.channel.on_lost(lambda _: self.close("the client closed the control channel"))
-        self._send(_CREATE * TCP_POOL_SIZE)
+        self._send(_CREATE * (TCP_POOL_SIZE if self.udp is None else UDP_POOL_SIZE))
         interval = server.cfg.heartbeat_interval
         if interval > 0:
             self._heartbeat = self.loop.call_later(interval, self._beat)
@@ -268,9 +272,12 @@ class ControlChannel:
         backoff = listen_backoff()
         while not self.closed:
             try:
-                self.listener = await self.loop.create_server(
-                    lambda: _Visitor(self), host or None, port, reuse_address=True
-                )
+                if self.udp is not None:
+                    await self.udp.bind(host, port)
+                else:
+                    self.listener = await self.loop.create_server(
+                        lambda: _Visitor(self), host or None, port, reuse_address=True
+                    )
                 self.stats.last_error = None
                 self.stats.set_state(ControlState.UP)
                 self.state.emit(
@@ -324,6 +331,9 @@ class ControlChannel:
         if self.closed or len(self.pool) >= MAX_IDLE_DATA_CHANNELS:
             channel.close()
             return
+        if self.udp is not None:
+            self.udp.add_data_channel(channel)
+            return
         channel.on_lost(self._data_channel_lost)
         self.pool.append(channel)
         self.stats.idle_data_channels = len(self.pool)
@@ -364,6 +374,8 @@ class ControlChannel:
             self._binder.cancel()
         if self.listener is not None:
             self.listener.close()
+        if self.udp is not None:
+            self.udp.close()
         self.channel.on_lost(None)
         self.channel.close()
         while self.pool:

@@ -50,6 +50,8 @@ class EventKind(StrEnum):
     SERVICE_STOPPED = "service_stopped"
     CONFIG_LOADED = "config_loaded"
     CONFIG_ERROR = "config_error"
+    CONFIG_RELOADED = "config_reloaded"  # a new config was applied: what changed
+    CONFIG_REFUSED = "config_refused"  # a new config was not applied: why; the old one runs
     ERROR = "error"
 
 
@@ -112,6 +114,7 @@ class ServiceSnapshot:
     last_heartbeat: float | None
     idle_data_channels: int
     visitors: tuple[VisitorSnapshot, ...]
+    udp_dropped: int = 0  # UDP datagrams dropped (full data channel or socket, oversized)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,7 @@ class ServiceStats:
         "state_since",
         "tx_rate",
         "type",
+        "udp_dropped",
         "visitors",
         "visitors_total",
     )
@@ -181,6 +185,7 @@ class ServiceStats:
         self.last_error: str | None = None
         self.last_heartbeat: float | None = None
         self.idle_data_channels = 0
+        self.udp_dropped = 0
 
     def set_state(self, state: ControlState) -> None:
         if state is not self.state:
@@ -230,6 +235,7 @@ class ServiceStats:
                 VisitorSnapshot(v.id, v.peer, v.opened_at, v.rx, v.tx)
                 for v in self.visitors.values()
             ),
+            udp_dropped=self.udp_dropped,
         )
 
 
