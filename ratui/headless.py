@@ -1,9 +1,11 @@
-"""Run the engine without a terminal UI: logs on stderr, stop on SIGINT/SIGTERM."""
+"""Run the engine without a terminal UI: logs on stderr, stop on SIGINT/SIGTERM, reload the
+config on SIGHUP and whenever the file changes (``RATUI_WATCH`` picks how it is watched)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -12,6 +14,11 @@ from collections.abc import Awaitable, Callable
 from .engine.config import Config
 from .engine.runtime import Roles, Runtime, StartupError
 from .engine.state import ControlState, EngineState
+from .engine.watcher import ConfigWatcher, WatchMode
+
+#: How the config file is watched: auto (file events plus polling as a safety net), events,
+#: poll (for file systems that deliver no events) or off (SIGHUP only).
+WATCH_ENV = "RATUI_WATCH"
 
 log = logging.getLogger("ratui")
 
@@ -37,8 +44,23 @@ async def wait_for_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
+def watch_mode() -> WatchMode:
+    """The mode named by ``RATUI_WATCH`` (default auto)."""
+    value = os.environ.get(WATCH_ENV, "").strip().lower() or WatchMode.AUTO
+    try:
+        return WatchMode(value)
+    except ValueError:
+        modes = ", ".join(m.value for m in WatchMode)
+        log.warning("%s=%r is not one of %s; using auto", WATCH_ENV, value, modes)
+        return WatchMode.AUTO
+
+
 async def serve(config: Config, roles: Roles, state: EngineState | None = None) -> int:
-    """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 if the config cannot be started."""
+    """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 if the config cannot be started.
+
+    While running, SIGHUP re-reads the config at once and the file watcher applies each saved
+    change; both go through :meth:`Runtime.apply`, and a config that cannot be used is
+    reported while the old one keeps running."""
     runtime = Runtime(config, roles, state)
     try:
         await runtime.start()
@@ -46,10 +68,40 @@ async def serve(config: Config, roles: Roles, state: EngineState | None = None) 
         await runtime.stop()
         print(f"ratui: error: {config.source}: {exc}", file=sys.stderr)
         return 1
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_sighup() -> None:
+        log.info("SIGHUP: reloading %s", config.source)
+        task = loop.create_task(runtime.reload(trigger="SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    watcher: ConfigWatcher | None = None
+    if not config.source.startswith("<"):  # a real file
+        mode = watch_mode()
+        watcher = ConfigWatcher(
+            config.source, lambda data: runtime.reload(data, trigger="file changed"), mode=mode
+        )
+        if mode is WatchMode.OFF:
+            log.info("Reloading %s on SIGHUP (%s=off)", config.source, WATCH_ENV)
+        else:
+            log.info("Reloading %s on SIGHUP and when it changes (%s)", config.source, mode)
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and watcher is not None:
+        loop.add_signal_handler(hup, on_sighup)
     try:
+        if watcher is not None:
+            await watcher.start()
         await wait_for_signal()
     finally:
         log.info("Shutting down")
+        if hup is not None and watcher is not None:
+            loop.remove_signal_handler(hup)
+        if watcher is not None:
+            await watcher.stop()
+        for task in reloads:
+            task.cancel()
         await runtime.stop()
     return 0
 
