@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import TransportConfig, TransportType
 from .base import Transport
+from .layered import TransportSetupError
 from .tcp import TcpTransport
 
 
@@ -14,6 +15,20 @@ class TransportUnavailable(Exception):
 def make_transport(cfg: TransportConfig) -> Transport:
     if cfg.type is TransportType.TCP:
         return TcpTransport(cfg.tcp)
+    if cfg.type is TransportType.NOISE and cfg.noise is not None:
+        from .noise import NoiseTransport
+
+        try:
+            return NoiseTransport(cfg.tcp, cfg.noise)
+        except TransportSetupError as exc:
+            raise TransportUnavailable(str(exc)) from None
+    if cfg.type is TransportType.TLS and cfg.tls is not None:
+        from .tls import TlsTransport
+
+        try:
+            return TlsTransport(cfg.tcp, cfg.tls)
+        except TransportSetupError as exc:
+            raise TransportUnavailable(str(exc)) from None
     raise TransportUnavailable(
         f'transport type "{cfg.type}" is not available yet in this version of ratui '
         '(use type = "tcp", or run rathole for this link for now)'
