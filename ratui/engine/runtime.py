@@ -94,12 +94,21 @@ class Runtime:
         self.state.emit(EventKind.CONFIG_LOADED, f"running {self.config.source}")
 
     def _check_supported(self) -> None:
-        for role in (self.config.server, self.config.client):
-            if role is None:
+        """Refuse, before anything starts, a transport that is unavailable or misses a key or
+        identity that the side this runtime plays needs."""
+        for block, wanted in (
+            (self.config.server, self.roles.server),
+            (self.config.client, self.roles.client),
+        ):
+            if block is None or not wanted:
                 continue
             try:
-                make_transport(role.transport)
-            except TransportUnavailable as exc:
+                transport = make_transport(block.transport)
+                if block is self.config.server:
+                    transport.check_server()
+                else:
+                    transport.check_client()
+            except (TransportUnavailable, OSError) as exc:
                 raise StartupError(str(exc)) from None
 
     async def stop(self) -> None:

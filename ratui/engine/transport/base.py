@@ -21,6 +21,15 @@ AcceptHandler = Callable[[Channel], None]
 class Transport(ABC):
     """Opens channels to a server (client side) and accepts them (server side)."""
 
+    def check_server(self) -> None:
+        """Raise :class:`OSError` with a clear message if this config cannot serve (a key or
+        identity the server side needs is missing); called before anything starts."""
+        return None
+
+    def check_client(self) -> None:
+        """The same for the client side."""
+        return None
+
     @abstractmethod
     async def connect(self, addr: str, *, nodelay: bool | None = None) -> Channel:
         """Open a channel to ``host:port``; ``nodelay`` overrides the transport setting."""

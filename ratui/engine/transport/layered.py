@@ -391,7 +391,7 @@ class LayeredTransport(Transport):
         """A new session for an accepted connection."""
 
     def check_server(self) -> None:
-        """Raise TransportSetupError if this config cannot serve (called once by listen)."""
+        """Raise TransportSetupError if this config cannot serve (also called by listen)."""
 
     async def connect(self, addr: str, *, nodelay: bool | None = None) -> Channel:
         host, port = split_host_port(addr)

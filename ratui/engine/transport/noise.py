@@ -458,6 +458,9 @@ class NoiseTransport(LayeredTransport):
     def check_server(self) -> None:
         self._keys(initiator=False)
 
+    def check_client(self) -> None:
+        self._keys(initiator=True)
+
     def client_session(self, addr: str) -> NoiseSession:
         keys = self._keys(initiator=True)
         return NoiseSession(
