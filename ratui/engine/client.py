@@ -9,7 +9,10 @@ noticed; the bytes on the wire are the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 
 from .backoff import control_channel_backoff, data_channel_backoff
@@ -158,11 +161,22 @@ class ClientService:
             self.stats.set_state(ControlState.UP)
             self.stats.last_error = None
             self._emit(EventKind.CONTROL_UP, f"control channel established with {remote}")
-            await self._serve_commands(channel, session_key)
+            session: set[asyncio.Task[None]] = set()
+            try:
+                await self._serve_commands(channel, session_key, session)
+            finally:
+                # The server drops this session's pool with its control channel; data
+                # channels still being opened or waiting idle for it can never be used. Close
+                # them now: through a path that stalled, the server's close never arrives,
+                # and they would stay open for good.
+                for task in session:
+                    task.cancel()
         finally:
             channel.close()
 
-    async def _serve_commands(self, channel: Channel, session_key: bytes) -> None:
+    async def _serve_commands(
+        self, channel: Channel, session_key: bytes, session: set[asyncio.Task[None]]
+    ) -> None:
         timeout = self.client.cfg.heartbeat_timeout or None
         while True:
             try:
@@ -171,14 +185,21 @@ class ClientService:
             except TimeoutError:
                 raise TimeoutError(f"Heartbeat timed out after {timeout} s") from None
             if cmd is ControlCmd.CREATE_DATA_CHANNEL:
-                task = asyncio.get_running_loop().create_task(self._data_channel(session_key))
+                task = asyncio.get_running_loop().create_task(
+                    self._data_channel(session_key, session)
+                )
                 self._tasks.add(task)
+                session.add(task)
                 task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(session.discard)
             else:
                 self.stats.last_heartbeat = time.time()
 
     # data channels ----------------------------------------------------------------------
-    async def _data_channel(self, session_key: bytes) -> None:
+    async def _data_channel(self, session_key: bytes, session: set[asyncio.Task[None]]) -> None:
+        """Open one data channel and wait for its command. Until the command arrives the task
+        belongs to the control channel's ``session`` (cancelled with it); after that it
+        serves a visitor, whom losing the control channel does not affect."""
         channel = await self._connect_data_channel()
         if channel is None:
             return
@@ -191,9 +212,15 @@ class ClientService:
             log.debug("Service %s: idle data channel ended: %s", self.cfg.name, describe(exc))
             channel.close()
             return
+        except asyncio.CancelledError:
+            channel.abort()
+            raise
         finally:
             self._idle.discard(channel)
             self.stats.idle_data_channels = len(self._idle)
+        task = asyncio.current_task()
+        if task is not None:
+            session.discard(task)
         expected = (
             DataCmd.START_FORWARD_TCP
             if self.cfg.type is ServiceType.TCP
@@ -239,7 +266,7 @@ class ClientService:
             async with asyncio.timeout(LOCAL_CONNECT_TIMEOUT):
                 transport, local = await loop.create_connection(Channel, host, port)
         except (OSError, TimeoutError) as exc:
-            channel.close()
+            reset(channel)
             self.stats.last_error = f"cannot connect to {self.cfg.local_addr}: {describe(exc)}"
             self._emit(EventKind.ERROR, self.stats.last_error, Level.WARNING)
             return
@@ -253,6 +280,20 @@ class ClientService:
     def _forward_done(self, relay: Relay) -> None:
         self.relays.discard(relay)
         self.state.close_visitor(self.stats, relay.record)
+
+
+def reset(channel: Channel) -> None:
+    """Close ``channel`` with a TCP reset. A FIN would only half-close the visitor's relay on
+    the server, which would then keep both sockets until the visitor hangs up; a reset makes
+    the server close the visitor at once."""
+    sock = channel.transport.get_extra_info("socket") if channel.transport else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    channel.abort()
+
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def describe(exc: BaseException) -> str:

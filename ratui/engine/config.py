@@ -30,6 +30,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -55,8 +56,11 @@ __all__ = [
     "TransportType",
     "WebsocketConfig",
     "config_diff",
+    "file_permissions_warning",
+    "holds_secrets",
     "load_config",
     "parse_config",
+    "permissions_warning",
     "redacted",
     "split_host_port",
 ]
@@ -709,6 +713,47 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             source, problem=f"cannot read: not UTF-8 text (bad byte at offset {e.start})"
         ) from None
     return parse_config(text, source)
+
+
+def holds_secrets(config: Config) -> bool:
+    """True if the config has a token, a Noise private key, a PKCS#12 password or proxy
+    credentials."""
+    for role in (config.server, config.client):
+        if role is None:
+            continue
+        if role.default_token is not None or role.services:
+            return True  # every service has a token, its own or the default one
+        tls, noise = role.transport.tls, role.transport.noise
+        if noise is not None and noise.local_private_key is not None:
+            return True
+        if tls is not None and tls.pkcs12_password is not None:
+            return True
+        if role.transport.tcp.proxy is not None and "@" in role.transport.tcp.proxy:
+            return True
+    return False
+
+
+def file_permissions_warning(config: Config) -> str | None:
+    """:func:`permissions_warning` for the file ``config`` was read from (None for a config
+    that does not come from a file, or a file that is gone)."""
+    if config.source.startswith("<"):
+        return None
+    try:
+        mode = os.stat(config.source).st_mode
+    except OSError:
+        return None
+    return permissions_warning(config, mode)
+
+
+def permissions_warning(config: Config, mode: int) -> str | None:
+    """The warning for a config file that holds secrets and that users other than its owner
+    may read (``mode`` is its ``st_mode``), or None. Names the file, never a secret."""
+    if not mode & 0o077 or not holds_secrets(config):
+        return None
+    return (
+        f"{config.source} holds tokens or keys but other users may read or change it "
+        f"(mode {stat.S_IMODE(mode):04o}); restrict it with: chmod 600 {config.source}"
+    )
 
 
 # --------------------------------------------------------------------------- redaction

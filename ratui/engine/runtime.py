@@ -19,6 +19,7 @@ from .config import (
     ConfigDiff,
     ConfigError,
     config_diff,
+    file_permissions_warning,
     load_config,
     parse_config,
     split_host_port,
@@ -92,6 +93,9 @@ class Runtime:
         self._sampler = asyncio.get_running_loop().create_task(self._sample_rates())
         self._running = True
         self.state.emit(EventKind.CONFIG_LOADED, f"running {self.config.source}")
+        warning = file_permissions_warning(self.config)
+        if warning is not None:
+            self.state.emit(EventKind.CONFIG_LOADED, warning, level=Level.WARNING)
 
     def _check_supported(self) -> None:
         """Refuse, before anything starts, a transport that is unavailable or misses a key or

@@ -3,21 +3,31 @@ while its client is connected, and pair every visitor with a data channel (PROTO
 
 Everything here runs on callbacks except the short handshake of each new channel. Where rathole
 waits forever for a first message, ratui gives a connection ``HANDSHAKE_TIMEOUT`` seconds to
-say Hello and Auth, which keeps silent or half-open peers from holding memory; the bytes on the
-wire are unchanged.
+say Hello and Auth, and holds at most ``MAX_PENDING_HANDSHAKES`` such connections (the oldest
+goes first), which keeps silent or half-open peers from holding memory. A control channel gets
+a TCP user timeout, so that a client that vanished without closing is noticed although the
+server never reads from it. The bytes on the wire are unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
+import socket
 from collections import deque
 
 from .backoff import listen_backoff
 from .channel import Channel, ChannelClosed
-from .config import ServerConfig, ServerServiceConfig, ServiceType, split_host_port
+from .config import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    ServerConfig,
+    ServerServiceConfig,
+    ServiceType,
+    split_host_port,
+)
 from .forward import Relay
 from .protocol import (
     Ack,
@@ -36,7 +46,7 @@ from .protocol import (
 )
 from .state import ControlState, EngineState, EventKind, Level, Role, VisitorRecord
 from .transport.base import Transport
-from .udp import UDP_POOL_SIZE, UdpServer
+from .udp import UDP_POOL_SIZE, UdpServer, Warner
 
 log = logging.getLogger("ratui.server")
 
@@ -44,6 +54,17 @@ TCP_POOL_SIZE = 8  # data channels requested as soon as a client authenticates
 MAX_WAITING_VISITORS = 2048  # visitors queued for a data channel, per service
 MAX_IDLE_DATA_CHANNELS = 4096  # idle data channels kept per service
 HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection has for its Hello (and Auth)
+#: Connections that have not finished their Hello (and Auth) yet, all services together. When
+#: one more arrives, the oldest of them is closed: a flood of silent or half-open connections
+#: then costs bounded memory and cannot lock out a real client, whose handshake takes one
+#: round trip.
+MAX_PENDING_HANDSHAKES = 1024
+#: Accept queue of a service port: tokio's default, as rathole has (asyncio's is 100, which
+#: drops SYNs, and so delays visitors by a second, when hundreds arrive at once).
+LISTEN_BACKLOG = 1024
+#: Floor of the TCP_USER_TIMEOUT on an authenticated control channel (see
+#: :func:`control_user_timeout`).
+MIN_CONTROL_USER_TIMEOUT = 5.0
 
 _CREATE = encode_control_cmd(ControlCmd.CREATE_DATA_CHANNEL)
 _HEARTBEAT = encode_control_cmd(ControlCmd.HEARTBEAT)
@@ -60,7 +81,9 @@ class Server:
         self.services: dict[bytes, ServerService] = {}
         self.sessions: dict[bytes, ControlChannel] = {}
         self._listener: asyncio.AbstractServer | None = None
-        self._handshakes: set[asyncio.Task[None]] = set()
+        #: Connections in their handshake, oldest first.
+        self._handshakes: dict[asyncio.Task[None], Channel] = {}
+        self._warn_flood = Warner(self._flood_warning)
         for svc in cfg.services.values():
             self.add_service(svc)
 
@@ -71,8 +94,9 @@ class Server:
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        for task in list(self._handshakes):
+        for task, channel in list(self._handshakes.items()):
             task.cancel()
+            channel.abort()
         for service in list(self.services.values()):
             self.remove_service(service.cfg.name)
 
@@ -91,9 +115,26 @@ class Server:
 
     # accepting channels -----------------------------------------------------------------
     def _accept(self, channel: Channel) -> None:
-        task = asyncio.get_running_loop().create_task(self._handshake(channel))
-        self._handshakes.add(task)
-        task.add_done_callback(self._handshakes.discard)
+        loop = asyncio.get_running_loop()
+        if len(self._handshakes) >= MAX_PENDING_HANDSHAKES:
+            oldest = next(iter(self._handshakes))
+            evicted = self._handshakes.pop(oldest)
+            oldest.cancel()
+            evicted.abort()
+            self._warn_flood(
+                loop.time(),
+                f"{MAX_PENDING_HANDSHAKES} connections are in their handshake at once: closed "
+                f"the oldest, from {evicted.peer}",
+            )
+        task = loop.create_task(self._handshake(channel))
+        self._handshakes[task] = channel
+        task.add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, task: asyncio.Task[None]) -> None:
+        self._handshakes.pop(task, None)
+
+    def _flood_warning(self, message: str, level: Level) -> None:
+        self.state.emit(EventKind.BAD_PEER, message, level=level, role=Role.SERVER)
 
     async def _handshake(self, channel: Channel) -> None:
         peer = channel.peer
@@ -111,8 +152,16 @@ class Server:
         except ProtocolError as exc:
             self._bad_peer(channel, f"{peer} does not speak the protocol: {exc}")
         except ChannelClosed:
-            log.debug("%s closed during the handshake", peer)
-            channel.close()
+            pending = len(channel.reader)
+            if pending:
+                self._bad_peer(
+                    channel,
+                    f"{peer} closed the connection in the middle of a handshake message "
+                    f"({pending} bytes of it sent)",
+                )
+            else:
+                log.debug("%s closed during the handshake", peer)
+                channel.close()
 
     def _bad_peer(self, channel: Channel, message: str) -> None:
         channel.abort()
@@ -173,6 +222,12 @@ class ServerService:
         self.stats.set_state(ControlState.WAITING)
         self.control: ControlChannel | None = None
         self.relays: set[Relay] = set()
+        self.warn_refused = Warner(self._warn)
+
+    def _warn(self, message: str, level: Level) -> None:
+        self.server.state.emit(
+            EventKind.ERROR, message, level=level, service=self.cfg.name, role=Role.SERVER
+        )
 
     def attach(self, channel: Channel, session_key: bytes) -> None:
         """A client authenticated: it replaces any earlier one (the newest client wins)."""
@@ -246,13 +301,24 @@ class ControlChannel:
     def start(self) -> None:
         server = self.service.server
         server.sessions[self.session_key] = self
-        self.channel.on_lost(lambda _: self.close("the client closed the control channel"))
+        self.channel.on_lost(self._lost)
+        set_user_timeout(self.channel, control_user_timeout(server.cfg.heartbeat_interval))
         self._send(_CREATE * (TCP_POOL_SIZE if self.udp is None else UDP_POOL_SIZE))
         interval = server.cfg.heartbeat_interval
         if interval > 0:
             self._heartbeat = self.loop.call_later(interval, self._beat)
         self.stats.peer = self.channel.peer
         self._binder = self.loop.create_task(self._bind())
+
+    def _lost(self, channel: Channel) -> None:
+        error = getattr(channel, "_error", None)
+        if isinstance(error, TimeoutError):
+            reason = "the client stopped acknowledging what the server sends (TCP user timeout)"
+        elif error is not None:
+            reason = f"the connection to the client broke: {error}"
+        else:
+            reason = "the client closed the control channel"
+        self.close(reason)
 
     def _send(self, data: bytes) -> None:
         self.channel.write(data)
@@ -276,7 +342,11 @@ class ControlChannel:
                     await self.udp.bind(host, port)
                 else:
                     self.listener = await self.loop.create_server(
-                        lambda: _Visitor(self), host or None, port, reuse_address=True
+                        lambda: _Visitor(self),
+                        host or None,
+                        port,
+                        reuse_address=True,
+                        backlog=LISTEN_BACKLOG,
                     )
                 self.stats.last_error = None
                 self.stats.set_state(ControlState.UP)
@@ -306,13 +376,10 @@ class ControlChannel:
     def visitor_arrived(self, visitor: _Visitor) -> None:
         if self.closed or len(self.visitors) >= MAX_WAITING_VISITORS:
             visitor.abort()
-            self.state.emit(
-                EventKind.ERROR,
+            self.service.warn_refused(
+                self.loop.time(),
                 f"visitor {visitor.peer} refused: {MAX_WAITING_VISITORS} visitors already wait "
                 "for a data channel",
-                level=Level.WARNING,
-                service=self.service.cfg.name,
-                role=Role.SERVER,
             )
             return
         visitor.record = self.state.open_visitor(self.stats, visitor.peer)
@@ -377,7 +444,9 @@ class ControlChannel:
         if self.udp is not None:
             self.udp.close()
         self.channel.on_lost(None)
-        self.channel.close()
+        # abort, not close: a stalled client may never read what is still buffered for it,
+        # and close() would keep the socket until it does.
+        self.channel.abort()
         while self.pool:
             idle = self.pool.popleft()
             idle.on_lost(None)
@@ -397,3 +466,27 @@ class ControlChannel:
             service=self.service.cfg.name,
             role=Role.SERVER,
         )
+
+
+def control_user_timeout(heartbeat_interval: int) -> float:
+    """TCP_USER_TIMEOUT (seconds) for an authenticated control channel: twice the heartbeat
+    interval (the default interval if heartbeats are off), at least
+    :data:`MIN_CONTROL_USER_TIMEOUT`. The server never reads a control channel, so a client
+    that vanished without a FIN or RST (a dead NAT mapping, a cable pulled, a stalled relay)
+    is otherwise noticed only when the kernel gives up retransmitting, after many minutes.
+    With it, a heartbeat or CreateDataChannel that stays unacknowledged (or unsent behind a
+    zero window) that long breaks the control channel, which frees the service port and its
+    waiting visitors. With keepalive on, it also bounds how long unanswered probes are
+    tolerated."""
+    interval = heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
+    return max(MIN_CONTROL_USER_TIMEOUT, 2.0 * interval)
+
+
+def set_user_timeout(channel: Channel, seconds: float) -> None:
+    """Set TCP_USER_TIMEOUT on the channel's socket where the platform has it (Linux)."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = channel.transport.get_extra_info("socket") if channel.transport else None
+    if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))

@@ -111,7 +111,7 @@ class _Owner(Protocol):
     def channel_closed(self, channel: FrameChannel, reason: str | None) -> None: ...
 
 
-class _Warner:
+class Warner:
     """Logs a repeated warning at most once per ``WARN_INTERVAL``, with the count since."""
 
     __slots__ = ("_emit", "_last", "_suppressed")
@@ -327,8 +327,8 @@ class UdpServer:
         self._request_delay = 0.0
         self._request_handle: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._warn_drop = _Warner(self._emit)
-        self._warn_size = _Warner(self._emit)
+        self._warn_drop = Warner(self._emit)
+        self._warn_size = Warner(self._emit)
 
     def _emit(self, message: str, level: Level = Level.INFO) -> None:
         self.state.emit(
@@ -610,9 +610,9 @@ class UdpForwarder:
         self._buf = bytearray(65536)
         self._view = memoryview(self._buf)
         self._sweeper: asyncio.TimerHandle | None = None
-        self._warn_drop = _Warner(self._emit)
-        self._warn_size = _Warner(self._emit)
-        self._warn_socket = _Warner(self._emit)
+        self._warn_drop = Warner(self._emit)
+        self._warn_size = Warner(self._emit)
+        self._warn_socket = Warner(self._emit)
 
     def _emit(self, message: str, level: Level = Level.INFO) -> None:
         self.state.emit(
