@@ -781,7 +781,11 @@ def test_client_without_remote_key_says_so(tmp_path, procs, echo):
         f"{NK} this side must know the server's public key before the handshake",
         timeout=15,
     )
-    assert bad.popen.poll() is None  # keeps retrying, as rathole
+    # Refused before it starts (rathole would retry forever with a handshake that cannot
+    # succeed); the server goes on serving others.
+    assert bad.popen.wait(10) == 1
+    assert "Traceback" not in bad.output()
+    assert server.proc is not None and server.proc.popen.poll() is None
 
 
 @pytest.mark.timeout(30)
