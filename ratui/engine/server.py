@@ -196,6 +196,7 @@ class Server:
                 role=Role.SERVER,
             )
             return
+        channel.set_nodelay(True)  # control channels always, as rathole (PROTOCOL.md §3.4)
         channel.write(encode_ack(Ack.OK))
         service.attach(channel, session_key)
 

@@ -29,6 +29,13 @@ def make_transport(cfg: TransportConfig) -> Transport:
             return TlsTransport(cfg.tcp, cfg.tls)
         except TransportSetupError as exc:
             raise TransportUnavailable(str(exc)) from None
+    if cfg.type is TransportType.WEBSOCKET and cfg.websocket is not None:
+        from .websocket import WebsocketTransport
+
+        try:
+            return WebsocketTransport(cfg.tcp, cfg.websocket, cfg.tls)
+        except TransportSetupError as exc:
+            raise TransportUnavailable(str(exc)) from None
     raise TransportUnavailable(
         f'transport type "{cfg.type}" is not available yet in this version of ratui '
         '(use type = "tcp", or run rathole for this link for now)'

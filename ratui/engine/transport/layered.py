@@ -1,4 +1,4 @@
-"""Secure sessions (Noise, TLS) layered over a TCP connection, seen by the engine as plain TCP.
+"""Sessions (Noise, TLS, WebSocket) layered over a TCP connection, seen by the engine as TCP.
 
 The engine only ever sees a :class:`~ratui.engine.channel.Channel` whose ``.transport`` is an
 asyncio Transport carrying plaintext, and after the handshake it hands that transport to
@@ -17,9 +17,13 @@ Nothing is buffered between the two, so flow control is exactly plain TCP's: the
 buffer is the only write buffer (its watermarks pause the app protocol), and a paused reader
 stops the socket, leaving at most one partial frame and one read's worth of ciphertext here.
 
-What a layer does is a :class:`Session` (``noise.py``, ``tls.py``): a synchronous codec with no
-I/O of its own. Handshake failures become one clear log line on the server (the connection is
-dropped, other accepts go on) and a :class:`HandshakeError` from ``connect`` on the client.
+What a layer does is a :class:`Session` (``noise.py``, ``tls.py``, ``websocket.py``): a
+synchronous codec with no I/O of its own; :class:`StackedSession` runs one inside another
+(WebSocket over TLS). A session that cannot half-close (WebSocket) makes ``can_write_eof()``
+False, and the peer's end of stream closes the whole connection. Client connections go
+through ``[client.transport.tcp] proxy`` when it is set (``proxy.py``), before any layer.
+Handshake failures become one clear log line on the server (the connection is dropped, other
+accepts go on) and a :class:`HandshakeError` from ``connect`` on the client.
 Each server-side handshake has :data:`HANDSHAKE_TIMEOUT` seconds, as rathole's (server.rs:183).
 """
 
@@ -34,6 +38,7 @@ from typing import Any
 from ..channel import Channel, format_addr
 from ..config import TcpTransportConfig, split_host_port
 from .base import AcceptHandler, Transport
+from .proxy import open_connection
 from .tcp import apply_socket_options
 
 log = logging.getLogger("ratui.transport")
@@ -67,6 +72,12 @@ class Session(ABC):
 
     #: "noise" or "tls", for log lines.
     kind: str = "secure"
+
+    #: Whether the layer can end one direction and keep the other (TLS close_notify, Noise:
+    #: a bare FIN). If not (WebSocket: a Close frame ends the whole connection), the
+    #: transport's ``can_write_eof()`` is False and the peer's end of stream, or its
+    #: end-of-connection message, closes the whole connection.
+    can_half_close: bool = True
 
     @abstractmethod
     def start(self) -> None:
@@ -105,6 +116,83 @@ class Session(ABC):
     def describe_progress(self) -> str:
         """How far the handshake got, for timeout messages."""
         return ""
+
+
+class StackedSession(Session):
+    """``inner`` over ``outer`` over TCP (WebSocket over TLS): the outer handshake, then the
+    inner one inside it; inner bytes are encrypted by the outer session on the way out and
+    decrypted by it on the way in."""
+
+    def __init__(self, outer: Session, inner: Session, *, server_side: bool) -> None:
+        self.outer = outer
+        self.inner = inner
+        self.server_side = server_side
+        self.kind = f"{inner.kind} over {outer.kind}"
+        self.can_half_close = outer.can_half_close and inner.can_half_close
+        self._outer_done = False
+        self._stash = b""  # inner bytes behind the inner handshake, already outer-decrypted
+
+    def start(self) -> None:
+        self.outer.start()
+
+    def handshake(self, data: bytes) -> bytes | None:
+        if not self._outer_done:
+            rest = self.outer.handshake(data)
+            if rest is None:
+                return None
+            self._outer_done = True
+            self.inner.start()
+            data = rest
+        # Run the outer decoder even for b"": records may wait behind its handshake.
+        plain, eof = self.outer.decrypt(data)
+        rest = self.inner.handshake(plain)
+        if rest is None:
+            if eof:
+                raise LayerError(self.inner.closed_during_handshake(self.server_side))
+            return None
+        self._stash = rest
+        return b""
+
+    def encrypt(self, data: bytes | bytearray | memoryview) -> bytes | bytearray:
+        inner = self.inner.encrypt(data)
+        return self.outer.encrypt(inner) if inner else b""
+
+    def decrypt(self, data: bytes) -> tuple[bytes, bool]:
+        plain, eof = self.outer.decrypt(data)
+        if self._stash:
+            plain, self._stash = self._stash + plain, b""
+        inner, inner_eof = self.inner.decrypt(plain)
+        return inner, eof or inner_eof
+
+    def take_output(self) -> bytes:
+        out = self.outer.take_output()
+        if self._outer_done:
+            inner = self.inner.take_output()
+            if inner:
+                out += self.outer.encrypt(inner)
+        return out
+
+    def finish(self) -> bytes:
+        tail: bytes | bytearray = b""
+        if self._outer_done:
+            inner = self.inner.finish()
+            if inner:
+                tail = self.outer.encrypt(inner)
+        return bytes(tail) + self.outer.finish()
+
+    def closed_during_handshake(self, server_side: bool) -> str:
+        if self._outer_done:
+            return self.inner.closed_during_handshake(server_side)
+        return self.outer.closed_during_handshake(server_side)
+
+    def extra_info(self, name: str) -> Any:
+        value = self.outer.extra_info(name)
+        return value if value is not None else self.inner.extra_info(name)
+
+    def describe_progress(self) -> str:
+        if self._outer_done:
+            return f"{self.outer.kind} done, {self.inner.describe_progress()}"
+        return self.outer.describe_progress()
 
 
 _HANDSHAKING, _OPEN, _FAILED, _CLOSED = range(4)
@@ -251,6 +339,13 @@ class SecureLink(asyncio.Protocol):
         if self._peer_eof or self.protocol is None:
             return
         self._peer_eof = True
+        if not self.session.can_half_close:
+            # The peer ended the whole connection: answer what the layer wants answered
+            # (a WebSocket Close) and close; the app protocol sees connection_lost(None).
+            self._flush()
+            if self.raw is not None:
+                self.raw.close()
+            return
         if not self.protocol.eof_received() and self.app is not None:
             self.app.close()
 
@@ -356,9 +451,11 @@ class SecureTransport(asyncio.Transport):
         self.write(b"".join(list_of_data))
 
     def can_write_eof(self) -> bool:
-        return True
+        return self._session.can_half_close
 
     def write_eof(self) -> None:
+        if not self._session.can_half_close:
+            raise NotImplementedError(f"{self._session.kind} cannot half-close a connection")
         if self._eof_written or self._closing:
             return
         self._finish()
@@ -421,7 +518,7 @@ class LayeredTransport(Transport):
                 ),
             )
 
-        raw, _ = await loop.create_connection(factory, host, port)
+        raw, _ = await open_connection(factory, host, port, tcp.proxy)
         try:
             channel = await opened
         except BaseException:

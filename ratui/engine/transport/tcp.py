@@ -1,4 +1,8 @@
-"""Plain TCP: the socket is the channel. Applies rathole's nodelay and keepalive options."""
+"""Plain TCP: the socket is the channel. Applies rathole's nodelay and keepalive options.
+
+Client connections go through ``[client.transport.tcp] proxy`` when it is set (``proxy.py``);
+the options are then those of the socket to the proxy, as in rathole.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import socket
 from ..channel import Channel
 from ..config import TcpTransportConfig, split_host_port
 from .base import AcceptHandler, Transport
+from .proxy import open_connection
 
 
 def apply_socket_options(
@@ -29,8 +34,8 @@ class TcpTransport(Transport):
 
     async def connect(self, addr: str, *, nodelay: bool | None = None) -> Channel:
         host, port = split_host_port(addr)
-        loop = asyncio.get_running_loop()
-        transport, channel = await loop.create_connection(Channel, host, port)
+        transport, channel = await open_connection(Channel, host, port, self.cfg.proxy)
+        assert isinstance(channel, Channel)
         apply_socket_options(
             transport.get_extra_info("socket"),
             self.cfg.nodelay if nodelay is None else nodelay,
