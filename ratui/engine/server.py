@@ -45,7 +45,7 @@ from .protocol import (
     service_digest,
 )
 from .state import ControlState, EngineState, EventKind, Level, Role, VisitorRecord
-from .transport.base import Transport
+from .transport.base import LISTEN_BACKLOG, Transport
 from .udp import UDP_POOL_SIZE, UdpServer, Warner
 
 log = logging.getLogger("ratui.server")
@@ -57,11 +57,9 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection has for its Hello (and Auth
 #: Connections that have not finished their Hello (and Auth) yet, all services together. When
 #: one more arrives, the oldest of them is closed: a flood of silent or half-open connections
 #: then costs bounded memory and cannot lock out a real client, whose handshake takes one
-#: round trip.
-MAX_PENDING_HANDSHAKES = 1024
-#: Accept queue of a service port: tokio's default, as rathole has (asyncio's is 100, which
-#: drops SYNs, and so delays visitors by a second, when hundreds arrive at once).
-LISTEN_BACKLOG = 1024
+#: round trip. Twice the listen backlog, so a full accept queue of genuine data channels
+#: (a burst of visitors) never evicts its own members.
+MAX_PENDING_HANDSHAKES = 2 * LISTEN_BACKLOG
 #: Floor of the TCP_USER_TIMEOUT on an authenticated control channel (see
 #: :func:`control_user_timeout`).
 MIN_CONTROL_USER_TIMEOUT = 5.0

@@ -13,6 +13,10 @@ from collections.abc import Callable
 
 from ..channel import Channel
 
+#: Listen backlog of every port ratui serves (rathole's too); Python's default of 100 made a
+#: burst of 1,000 visitors wait a second for the kernel to accept them.
+LISTEN_BACKLOG = 1024
+
 #: Called with each accepted channel, from the event loop, once the transport's own
 #: handshake (if any) is done.
 AcceptHandler = Callable[[Channel], None]

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..channel import Channel, format_addr
 from ..config import TcpTransportConfig, split_host_port
-from .base import AcceptHandler, Transport
+from .base import LISTEN_BACKLOG, AcceptHandler, Transport
 from .proxy import open_connection
 from .tcp import apply_socket_options
 
@@ -553,5 +553,7 @@ class LayeredTransport(Transport):
             )
 
         loop = asyncio.get_running_loop()
-        listener = await loop.create_server(factory, host or None, port, reuse_address=True)
+        listener = await loop.create_server(
+            factory, host or None, port, reuse_address=True, backlog=LISTEN_BACKLOG
+        )
         return listener

@@ -11,7 +11,7 @@ import socket
 
 from ..channel import Channel
 from ..config import TcpTransportConfig, split_host_port
-from .base import AcceptHandler, Transport
+from .base import LISTEN_BACKLOG, AcceptHandler, Transport
 from .proxy import open_connection
 
 
@@ -54,4 +54,6 @@ class TcpTransport(Transport):
                 on_channel(self)
 
         loop = asyncio.get_running_loop()
-        return await loop.create_server(_Accepted, host or None, port, reuse_address=True)
+        return await loop.create_server(
+            _Accepted, host or None, port, reuse_address=True, backlog=LISTEN_BACKLOG
+        )
