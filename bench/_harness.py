@@ -13,20 +13,28 @@ Everything here talks to 127.0.0.1 only.
   :func:`start_tunnel` (starts server + client and waits until data flows end to end).
 - proc stats: :func:`cpu_seconds`, :func:`status_kib`, :func:`reset_peak_rss` read
   ``/proc/PID/stat`` and ``/proc/PID/status``.
+- echo paths (connection rate, latency, memory): :func:`setup_echo_paths` starts ``direct``,
+  ``ratui`` and ``rathole`` paths to an echo backend each; :func:`raise_nofile_limit`,
+  :func:`common_args`, :func:`tunnel_commands`, :func:`workspace`, :func:`ratio`,
+  :func:`format_rows` are the small pieces every bench shares.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import json
 import os
 import re
+import resource
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -548,3 +556,113 @@ def log_tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+# --------------------------------------------------------------------------- echo paths
+
+PATHS = ("direct", "ratui", "rathole")
+
+
+def raise_nofile_limit() -> int:
+    """Raise this process's soft open-file limit to its hard limit and return it. Children
+    spawned afterwards inherit it (the tunnels need two descriptors per visitor)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def common_args(parser: argparse.ArgumentParser, repeat: int = 3) -> None:
+    """The options every side-by-side bench has: --repeat, --json, --log-dir and the hidden
+    --up-timeout, --rathole-bin and --ratui-cmd."""
+    parser.add_argument(
+        "--repeat", type=int, default=repeat, help=f"interleaved runs per path ({repeat})"
+    )
+    parser.add_argument("--json", action="store_true", help="raw figures as JSON on stdout")
+    parser.add_argument("--log-dir", type=Path, help="keep configs and process logs here")
+    parser.add_argument("--up-timeout", type=float, default=20.0, help=argparse.SUPPRESS)
+    parser.add_argument("--rathole-bin", type=Path, default=RATHOLE_BIN, help=argparse.SUPPRESS)
+    parser.add_argument("--ratui-cmd", help=argparse.SUPPRESS)
+
+
+def tunnel_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The program prefix of each tunnel; ``--server cfg``/``--client cfg`` get appended."""
+    rathole = Path(args.rathole_bin).resolve()
+    if not rathole.is_file():
+        raise HarnessError(f"reference rathole binary not found at {rathole}")
+    ratui = shlex.split(args.ratui_cmd) if args.ratui_cmd else [sys.executable, "-m", "ratui"]
+    return {"ratui": ratui, "rathole": [str(rathole)]}
+
+
+@contextlib.contextmanager
+def workspace(keep_in: Path | None, prefix: str = "ratui-bench-") -> Iterator[Path]:
+    """The directory for configs and logs: ``keep_in`` (kept) or a temp dir (removed)."""
+    if keep_in is not None:
+        keep_in.mkdir(parents=True, exist_ok=True)
+        yield keep_in.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
+@dataclass
+class EchoPath:
+    """Where one path's load connects: the echo backend directly, or a tunnel in front."""
+
+    name: str
+    port: int
+    backend: Proc
+    tunnel: Tunnel | None = None
+
+    def tunnel_procs(self) -> dict[str, Proc]:
+        return self.tunnel.by_role() if self.tunnel else {}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {role: p.cpu_seconds() for role, p in self.tunnel_procs().items()}
+
+    def check_alive(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.check_alive()
+        if not self.backend.alive():
+            raise HarnessError(f"{self.backend.name} exited; log:\n{self.backend.log_tail()}")
+
+
+def setup_echo_paths(
+    procs: ProcessSet,
+    workdir: Path,
+    commands: Mapping[str, Sequence[str]],
+    up_timeout: float = 20.0,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[EchoPath]:
+    """``direct``, ``ratui`` and ``rathole`` paths, each to its own echo backend (bench/_echo.py
+    on uvloop): one plain-TCP service per tunnel, all ports picked free."""
+    (direct_port,) = free_ports(1)
+    paths = [EchoPath("direct", direct_port, spawn_echo(procs, "direct-echo", direct_port))]
+    for name in ("ratui", "rathole"):
+        spec = TunnelSpec.single("echo")
+        svc = spec.service("echo")
+        log(f"starting {name}: {shlex.join(commands[name])} --server/--client ({svc.bind_port})")
+        tunnel = start_tunnel(procs, name, commands[name], spec, workdir, timeout=up_timeout)
+        backend = spawn_echo(procs, f"{name}-echo", svc.local_port)
+        paths.append(EchoPath(name, svc.bind_port, backend, tunnel))
+    return paths
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return value / reference
+
+
+def format_rows(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """A plain-text table: the first ``left`` columns left-aligned, the others right-aligned."""
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])

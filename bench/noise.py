@@ -1,17 +1,19 @@
-"""Encrypted tunnels: Noise (and optionally TLS) throughput of ratui vs rathole, and a
-microbench of the Noise handshake and per-message crypto.
+"""Layered tunnels: Noise (and optionally TLS, WebSocket) throughput of ratui vs rathole, and
+a microbench of the Noise handshake and per-message crypto.
 
 Usage::
 
     .venv/bin/python bench/noise.py [--seconds 5] [--streams 1,4] [--repeat 3]
-                                    [--transports noise,tls] [--json]
+                                    [--transports noise,tls,websocket,websocket-tls] [--json]
     .venv/bin/python bench/noise.py --micro
 
 Tunnel mode, on 127.0.0.1 only: for each transport, one ratui tunnel (``python -m ratui``
 server + client) and one rathole tunnel (the reference binary), each with one service whose
 ``local_addr`` is an ``iperf3 -s``. Noise uses rathole's default pattern
 (Noise_NK_25519_ChaChaPoly_BLAKE2s) with a fresh key pair; TLS a fresh CA and PKCS#12 made
-with ``tests/certs.py``. Paths run interleaved (ratui, rathole, ratui, ...); each run is
+with ``tests/certs.py``; ``websocket`` and ``websocket-tls`` the WebSocket transport without
+and with TLS (ratui only: the reference rathole is built without WebSocket). Paths run
+interleaved (ratui, rathole, ratui, ...); each run is
 ``iperf3 -c 127.0.0.1 -p PORT -t SECONDS -P STREAMS -J`` and its figure is
 ``end.sum_received.bits_per_second``. Reported: median (min-max) Gbit/s, ratui/rathole,
 tunnel CPU seconds (server+client) per Gbit, peak RSS. The measuring code is
@@ -257,6 +259,32 @@ def tls_transports(workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
+def websocket_transports(workdir: Path, tls: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not tls:
+        return (
+            {"type": "websocket", "websocket": {"tls": False}},
+            {"type": "websocket", "websocket": {"tls": False}},
+        )
+    server_t, client_t = tls_transports(workdir)
+    for table in (server_t, client_t):
+        table["type"] = "websocket"
+        table["websocket"] = {"tls": True}
+    return server_t, client_t
+
+
+def transport_pair(transport: str, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    if transport == "noise":
+        return noise_transports()
+    if transport == "tls":
+        return tls_transports(workdir)
+    return websocket_transports(workdir, tls=transport == "websocket-tls")
+
+
+def impls_for(transport: str) -> list[str]:
+    """The reference rathole is built without WebSocket: those paths are ratui's only."""
+    return ["ratui"] if transport.startswith("websocket") else ["ratui", "rathole"]
+
+
 def setup(
     procs: ProcessSet, iperf3: str, name: str, command: list[str], transports: Any, workdir: Path
 ) -> BenchPath:
@@ -280,9 +308,10 @@ def tunnels(args: argparse.Namespace) -> int:
     with workspace(args.log_dir) as workdir, ProcessSet(workdir) as procs:
         paths: list[BenchPath] = []
         for transport in args.transports:
-            for impl, command in commands.items():
-                pair = noise_transports() if transport == "noise" else tls_transports(workdir)
-                paths.append(setup(procs, iperf3, f"{impl}-{transport}", command, pair, workdir))
+            for impl in impls_for(transport):
+                pair = transport_pair(transport, workdir)
+                name = f"{impl}-{transport}"
+                paths.append(setup(procs, iperf3, name, commands[impl], pair, workdir))
         if args.warmup > 0:
             for path in paths:
                 run_iperf(iperf3, path.port, args.warmup, max(args.streams))
@@ -292,7 +321,7 @@ def tunnels(args: argparse.Namespace) -> int:
                     sample = measure(path, iperf3, args.seconds, streams, rep)
                     samples.append(sample)
                     log(
-                        f"P={streams} rep {rep} {path.name:14s} "
+                        f"P={streams} rep {rep} {path.name:20s} "
                         f"{sample.bits_per_second / 1e9:6.2f} Gbit/s  "
                         f"cpu {sample.cpu_per_gbit or 0:.3f} s/Gbit"
                     )
@@ -303,7 +332,7 @@ def tunnels(args: argparse.Namespace) -> int:
         "CPU = tunnel server+client"
     )
     print(
-        f"{'path':16} {'P':>2}  {'Gbit/s median (min-max)':26} {'ratui/rathole':>13}"
+        f"{'path':20} {'P':>2}  {'Gbit/s median (min-max)':26} {'ratui/rathole':>13}"
         f"  {'CPU s/Gbit':>10}  {'peak RSS MiB srv/cli':>20}"
     )
     rows = []
@@ -313,7 +342,7 @@ def tunnels(args: argparse.Namespace) -> int:
                 impl: [
                     s for s in samples if s.path == f"{impl}-{transport}" and s.streams == streams
                 ]
-                for impl in commands
+                for impl in impls_for(transport)
             }
             med = {
                 impl: statistics.median(s.bits_per_second / 1e9 for s in x)
@@ -326,13 +355,17 @@ def tunnels(args: argparse.Namespace) -> int:
                     f"{max(s.peak_rss_kib[r] for s in runs) / 1024:.1f}"
                     for r in ("server", "client")
                 )
-                ratio = f"{med['ratui'] / med['rathole']:.2f}x" if impl == "ratui" else ""
+                ratio = ""
+                if impl == "ratui" and "rathole" in med:
+                    ratio = f"{med['ratui'] / med['rathole']:.2f}x"
+                elif impl == "ratui":
+                    ratio = "n/a"
                 rows.append(
                     {"path": f"{impl}-{transport}", "streams": streams, "gbps": gbps, "cpu": cpu}
                 )
                 spread = f"{med[impl]:6.2f} ({min(gbps):.2f}-{max(gbps):.2f})"
                 print(
-                    f"{impl + '-' + transport:16} {streams:>2}  {spread:26} {ratio:>13}"
+                    f"{impl + '-' + transport:20} {streams:>2}  {spread:26} {ratio:>13}"
                     f"  {cpu:10.3f}  {rss:>20}"
                 )
     if args.json:
@@ -360,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         "--transports",
         type=lambda s: [t for t in s.split(",") if t],
         default=["noise"],
-        help="comma-separated: noise,tls (default noise)",
+        help="comma-separated: noise,tls,websocket,websocket-tls (default noise); rathole "
+        "has no WebSocket, so websocket paths run ratui only",
     )
     parser.add_argument("--log-dir", type=Path)
     parser.add_argument("--json", action="store_true")
@@ -370,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             json.dump(doc, sys.stdout, indent=2)
         return 0
-    if set(args.transports) - {"noise", "tls"}:
-        parser.error("--transports takes noise and/or tls")
+    if set(args.transports) - {"noise", "tls", "websocket", "websocket-tls"}:
+        parser.error("--transports takes noise, tls, websocket and/or websocket-tls")
     install_signal_handlers()
     try:
         return tunnels(args)
