@@ -1,0 +1,1 @@
+"""Widgets of the dashboard. They read only ``ratui.engine.state`` values handed to them."""
