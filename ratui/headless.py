@@ -10,6 +10,9 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from .engine.config import Config
 from .engine.runtime import Roles, Runtime, StartupError
@@ -19,6 +22,9 @@ from .engine.watcher import ConfigWatcher, WatchMode
 #: How the config file is watched: auto (file events plus polling as a safety net), events,
 #: poll (for file systems that deliver no events) or off (SIGHUP only).
 WATCH_ENV = "RATUI_WATCH"
+#: The metrics address when --metrics-addr is not given. It lives here, not in ratui.metrics,
+#: so that reading it does not import prometheus_client (3 MiB) into daemons without metrics.
+METRICS_ENV = "RATUI_METRICS_ADDR"
 
 log = logging.getLogger("ratui")
 
@@ -55,18 +61,41 @@ def watch_mode() -> WatchMode:
         return WatchMode.AUTO
 
 
-async def serve(config: Config, roles: Roles, state: EngineState | None = None) -> int:
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    """ratui-only settings of a headless run, from flags or the environment (never from the
+    rathole config): the control socket (None: none) and the metrics address (None: none).
+    ``control_explicit``: the socket path was chosen by the user, so failing to serve it is an
+    error rather than a warning."""
+
+    control_socket: Path | None = None
+    control_explicit: bool = False
+    metrics_addr: str | None = None
+
+
+async def serve(
+    config: Config,
+    roles: Roles,
+    state: EngineState | None = None,
+    options: DaemonOptions | None = None,
+) -> int:
     """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 if the config cannot be started.
 
     While running, SIGHUP re-reads the config at once and the file watcher applies each saved
     change; both go through :meth:`Runtime.apply`, and a config that cannot be used is
-    reported while the old one keeps running."""
+    reported while the old one keeps running. ``options`` adds the control socket and the
+    metrics endpoint (:mod:`ratui.daemon`, :mod:`ratui.metrics`)."""
     runtime = Runtime(config, roles, state)
     try:
         await runtime.start()
     except StartupError as exc:
         await runtime.stop()
         print(f"ratui: error: {config.source}: {exc}", file=sys.stderr)
+        return 1
+    extras = await _start_extras(runtime, options or DaemonOptions())
+    if isinstance(extras, str):
+        await runtime.stop()
+        print(f"ratui: error: {extras}", file=sys.stderr)
         return 1
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[object]] = set()
@@ -102,8 +131,42 @@ async def serve(config: Config, roles: Roles, state: EngineState | None = None) 
             await watcher.stop()
         for task in reloads:
             task.cancel()
+        for extra in extras:
+            await extra.stop()
         await runtime.stop()
     return 0
+
+
+async def _start_extras(runtime: Runtime, options: DaemonOptions) -> list[_Stoppable] | str:
+    """Start the control socket and the metrics endpoint that ``options`` ask for; what to
+    stop at the end, or the error that makes the run fail."""
+    started: list[_Stoppable] = []
+    if options.control_socket is not None:
+        from .daemon import start_control
+
+        control, error = await start_control(
+            runtime, options.control_socket, explicit=options.control_explicit
+        )
+        if error is not None:
+            return error
+        if control is not None:
+            started.append(control)
+    if options.metrics_addr is not None:
+        from .metrics import MetricsServer
+
+        metrics = MetricsServer(runtime.state, options.metrics_addr)
+        try:
+            await metrics.start()
+        except OSError as exc:
+            for extra in started:
+                await extra.stop()
+            return f"cannot serve metrics at {options.metrics_addr}: {exc.strerror or exc}"
+        started.append(metrics)
+    return started
+
+
+class _Stoppable(Protocol):
+    async def stop(self) -> None: ...
 
 
 async def demo() -> int:

@@ -1,7 +1,10 @@
-"""Log configuration from ``RATUI_LOG`` (or rathole's ``RUST_LOG``) for headless runs."""
+"""Log configuration from ``RATUI_LOG`` (or rathole's ``RUST_LOG``) for headless runs; the
+format from ``--log-format`` or ``RATUI_LOG_FORMAT``: plain lines, or JSON lines for log
+shippers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -60,9 +63,34 @@ class _Formatter(logging.Formatter):
         return text
 
 
-def setup_logging(level: int | None = None) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``{"time": "2026-11-27T01:02:03.456Z", "level": "info",
+    "logger": "ratui.server", "message": "..."}`` (plus ``exception`` with a traceback)."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+LOG_FORMAT_ENV = "RATUI_LOG_FORMAT"
+LOG_FORMATS = ("plain", "json")
+
+
+def setup_logging(level: int | None = None, fmt: str = "plain") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(colour=sys.stderr.isatty()))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(_Formatter(colour=sys.stderr.isatty()))
     root = logging.getLogger("ratui")
     root.handlers[:] = [handler]
     root.setLevel(level_from_env() if level is None else level)

@@ -113,7 +113,10 @@ class Procs:
 
     def _start(self, argv: list[str], name: str, env: dict[str, str] | None) -> Proc:
         log = self.tmp_path / f"{name}-{len(self.started)}.log"
-        proc = Proc(argv, log, {"RATUI_LOG": "debug", **(env or {})})
+        # No control socket unless a test asks for one: parallel processes would otherwise
+        # compete for the default path.
+        defaults = {"RATUI_LOG": "debug", "RATUI_CONTROL_SOCKET": "off"}
+        proc = Proc(argv, log, {**defaults, **(env or {})})
         self.started.append(proc)
         return proc
 
