@@ -65,6 +65,7 @@ def test_status_json_and_table_with_everything_up(tmp_path, procs: Procs, echo, 
     assert len(rows) == 2 and all(" up " in row for row in rows)
     assert "8.00 kB" in table.stdout  # the bytes moved
     assert "2/2 services up" in lines[-1]
+    assert TOKEN not in table.stdout + table.stderr  # secrets never reach status output
 
     # The socket from the environment, as `docker exec` or a unit's Environment= give it.
     env_result = status("--json", env={"RATUI_CONTROL_SOCKET": str(daemon.socket)})
