@@ -338,7 +338,7 @@ ERRORS: list[tuple[str, str, str]] = [
         "server.toml",
         '[server]\nbind_addr = "0.0.0.0:1"\nfoo = 1\n[server.services]\n',
         "server.toml: [server] foo: unknown key (expected one of bind_addr, default_token,"
-        " services, transport, heartbeat_interval)",
+        " services, transport, heartbeat_interval, default_token_file)",
     ),
     (
         "client.toml",
@@ -397,20 +397,20 @@ ERRORS: list[tuple[str, str, str]] = [
         '[server]\nbind_addr = "a:1"\ndefault_token = "t"\n'
         '[server.services.web]\nbind_addr = "a:2"\nname = "web"\n',
         "x.toml: [server.services.web] name: unknown key (expected one of type, bind_addr,"
-        " token, nodelay)",
+        " token, nodelay, token_file, proxy_protocol)",
     ),
     (
         "x.toml",
         '[client]\nremote_addr = "a:1"\ndefault_token = "t"\n'
         '[client.services.web]\nlocal_addr = "a:2"\nbind_addr = "a:3"\n',
         "x.toml: [client.services.web] bind_addr: unknown key (expected one of type,"
-        " local_addr, token, nodelay, retry_interval)",
+        " local_addr, token, nodelay, retry_interval, token_file)",
     ),
     (
         "x.toml",
         '[client]\nremote_addr = "a:1"\nbind_addr = "a:2"\nservices = {}\n',
         "x.toml: [client] bind_addr: unknown key (expected one of remote_addr, default_token,"
-        " services, transport, heartbeat_timeout, retry_interval)",
+        " services, transport, heartbeat_timeout, retry_interval, default_token_file)",
     ),
     (
         "x.toml",
@@ -611,7 +611,7 @@ ERRORS: list[tuple[str, str, str]] = [
         "x.toml",
         '[server]\nbind_addr = "a:1"\n"bad\\nkey" = 1\nservices = {}\n',
         'x.toml: [server] "bad\\u000Akey": unknown key (expected one of bind_addr,'
-        " default_token, services, transport, heartbeat_interval)",
+        " default_token, services, transport, heartbeat_interval, default_token_file)",
     ),
     # --- proxy
     (

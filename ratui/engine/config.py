@@ -20,6 +20,17 @@ Where ratui is stricter than rathole, it refuses at load time what rathole would
   an IPv6 host without brackets.
 
 It accepts a leading UTF-8 byte order mark, as rathole does.
+
+ratui extensions (README "ratui extensions"; a rathole config means the same here, since none
+of these keys exist in rathole and rathole's own examples hold no ``${`` nor ``$$``):
+
+* ``${VAR}`` / ``${VAR:-default}`` in any string value is replaced by the environment variable
+  (the default is used when VAR is unset or empty); ``$$`` is a literal ``$``; any other ``$``
+  stays as written. An unset VAR without a default is a ConfigError naming the variable.
+* ``token_file`` (services) and ``default_token_file`` ([server]/[client]): the token is read
+  from that file (one trailing newline stripped), in place of ``token``/``default_token``.
+* ``proxy_protocol = "v1" | "v2"`` in a TCP ``[server.services.NAME]``: the server sends a
+  PROXY protocol header ahead of the visitor's bytes (see :mod:`ratui.engine.proxy_header`).
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ __all__ = [
     "ConfigDiff",
     "ConfigError",
     "NoiseConfig",
+    "ProxyProtocol",
     "ServerConfig",
     "ServerServiceConfig",
     "ServiceType",
@@ -63,6 +75,8 @@ __all__ = [
     "permissions_warning",
     "redacted",
     "split_host_port",
+    "token_file_warning",
+    "token_files",
 ]
 
 DEFAULT_HEARTBEAT_INTERVAL = 30
@@ -132,6 +146,11 @@ class ConfigError(Exception):
 # --------------------------------------------------------------------------- schema
 
 
+class ProxyProtocol(StrEnum):
+    V1 = "v1"
+    V2 = "v2"
+
+
 class ServiceType(StrEnum):
     TCP = "tcp"
     UDP = "udp"
@@ -196,6 +215,9 @@ class ServerServiceConfig:
     token: str = field(repr=False)  # resolved: the service's own token or server.default_token
     type: ServiceType = ServiceType.TCP
     nodelay: bool | None = None
+    proxy_protocol: ProxyProtocol | None = None  # ratui extension
+    # ratui extension: where the token was read from (the token itself is compared)
+    token_file: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -206,6 +228,7 @@ class ClientServiceConfig:
     type: ServiceType = ServiceType.TCP
     nodelay: bool | None = None
     retry_interval: int = DEFAULT_CLIENT_RETRY_INTERVAL  # resolved from client.retry_interval
+    token_file: str | None = field(default=None, compare=False)  # ratui extension
 
 
 def _empty_services() -> Mapping[str, Any]:
@@ -220,6 +243,7 @@ class ServerConfig:
     default_token: str | None = field(default=None, repr=False)
     transport: TransportConfig = field(default_factory=TransportConfig)
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL
+    default_token_file: str | None = field(default=None, compare=False)  # ratui extension
 
 
 @dataclass(frozen=True)
@@ -230,6 +254,7 @@ class ClientConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
     heartbeat_timeout: int = DEFAULT_HEARTBEAT_TIMEOUT
     retry_interval: int = DEFAULT_CLIENT_RETRY_INTERVAL
+    default_token_file: str | None = field(default=None, compare=False)  # ratui extension
 
 
 @dataclass(frozen=True)
@@ -463,7 +488,15 @@ def _sub_table(
     return _Table(source, _join(path, key), value, allowed)
 
 
-_SERVER_KEYS = ("bind_addr", "default_token", "services", "transport", "heartbeat_interval")
+# rathole's keys, then ratui's extensions (README "ratui extensions").
+_SERVER_KEYS = (
+    "bind_addr",
+    "default_token",
+    "services",
+    "transport",
+    "heartbeat_interval",
+    "default_token_file",
+)
 _CLIENT_KEYS = (
     "remote_addr",
     "default_token",
@@ -471,9 +504,10 @@ _CLIENT_KEYS = (
     "transport",
     "heartbeat_timeout",
     "retry_interval",
+    "default_token_file",
 )
-_SERVER_SERVICE_KEYS = ("type", "bind_addr", "token", "nodelay")
-_CLIENT_SERVICE_KEYS = ("type", "local_addr", "token", "nodelay", "retry_interval")
+_SERVER_SERVICE_KEYS = ("type", "bind_addr", "token", "nodelay", "token_file", "proxy_protocol")
+_CLIENT_SERVICE_KEYS = ("type", "local_addr", "token", "nodelay", "retry_interval", "token_file")
 _TRANSPORT_KEYS = ("type", "tcp", "tls", "noise", "websocket")
 _TCP_KEYS = ("nodelay", "keepalive_secs", "keepalive_interval", "proxy")
 _TLS_KEYS = ("hostname", "trusted_root", "pkcs12", "pkcs12_password")
@@ -595,17 +629,26 @@ def _parse_server(src: str, data: dict[str, Any]) -> ServerConfig | None:
     if s is None:
         return None
     bind_addr = s.addr("bind_addr")
-    default_token = s.string("default_token", secret=True)
+    default_token, default_token_file = _token_pair(s, "default_token")
     heartbeat_interval = s.u64("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL)
     transport = _parse_transport(s, is_server=True)
     services: dict[str, ServerServiceConfig] = {}
     for name, svc in _services(s, _SERVER_SERVICE_KEYS):
+        stype = svc.enum("type", ServiceType, ServiceType.TCP)
+        proxy_protocol = None
+        if "proxy_protocol" in svc.data:
+            proxy_protocol = svc.enum("proxy_protocol", ProxyProtocol, _MISSING)
+        if proxy_protocol is not None and stype is not ServiceType.TCP:
+            svc.fail("proxy_protocol", 'only for TCP services, not type = "udp"')
+        token, token_file = _token(svc, default_token, default_token_file, "server")
         services[name] = ServerServiceConfig(
             name=name,
-            type=svc.enum("type", ServiceType, ServiceType.TCP),
+            type=stype,
             bind_addr=svc.addr("bind_addr"),
-            token=_token(svc, default_token, "server"),
+            token=token,
             nodelay=svc.boolean("nodelay"),
+            proxy_protocol=proxy_protocol,
+            token_file=token_file,
         )
     return ServerConfig(
         bind_addr=bind_addr,
@@ -613,6 +656,7 @@ def _parse_server(src: str, data: dict[str, Any]) -> ServerConfig | None:
         default_token=default_token,
         transport=transport,
         heartbeat_interval=heartbeat_interval,
+        default_token_file=default_token_file,
     )
 
 
@@ -621,19 +665,22 @@ def _parse_client(src: str, data: dict[str, Any]) -> ClientConfig | None:
     if c is None:
         return None
     remote_addr = c.addr("remote_addr")
-    default_token = c.string("default_token", secret=True)
+    default_token, default_token_file = _token_pair(c, "default_token")
     heartbeat_timeout = c.u64("heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT)
     retry_interval = c.u64("retry_interval", DEFAULT_CLIENT_RETRY_INTERVAL)
     transport = _parse_transport(c, is_server=False)
     services: dict[str, ClientServiceConfig] = {}
     for name, svc in _services(c, _CLIENT_SERVICE_KEYS):
+        stype = svc.enum("type", ServiceType, ServiceType.TCP)
+        token, token_file = _token(svc, default_token, default_token_file, "client")
         services[name] = ClientServiceConfig(
             name=name,
-            type=svc.enum("type", ServiceType, ServiceType.TCP),
+            type=stype,
             local_addr=svc.addr("local_addr"),
-            token=_token(svc, default_token, "client"),
+            token=token,
             nodelay=svc.boolean("nodelay"),
             retry_interval=svc.u64("retry_interval", retry_interval),
+            token_file=token_file,
         )
     return ClientConfig(
         remote_addr=remote_addr,
@@ -642,6 +689,7 @@ def _parse_client(src: str, data: dict[str, Any]) -> ClientConfig | None:
         transport=transport,
         heartbeat_timeout=heartbeat_timeout,
         retry_interval=retry_interval,
+        default_token_file=default_token_file,
     )
 
 
@@ -661,17 +709,114 @@ def _services(role: _Table, allowed: tuple[str, ...]) -> list[tuple[str, _Table]
     return result
 
 
-def _token(svc: _Table, default_token: str | None, role: str) -> str:
-    token = svc.string("token", secret=True)
+def _token_pair(table: _Table, key: str) -> tuple[str | None, str | None]:
+    """``key`` or ``key + "_file"`` (ratui extension), at most one of them: (token, path)."""
+    file_key = key + "_file"
+    token = table.string(key, secret=True)
+    path = table.string(file_key)
+    if path is None:
+        return token, None
+    if token is not None:
+        table.fail(file_key, f"set together with {key}; use exactly one of them")
+    return _read_token_file(table, file_key, path), path
+
+
+def _read_token_file(table: _Table, key: str, path: str) -> str:
+    """The token in ``path``: UTF-8 text, one trailing newline (LF or CRLF) stripped."""
+    shown = _quote(path, limit=200)
+    if not path:
+        table.fail(key, "empty path")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64 * 1024 + 1)
+    except OSError as e:
+        table.fail(key, f"cannot read {shown}: {e.strerror or e}")
+    if len(raw) > 64 * 1024:
+        table.fail(key, f"{shown} is larger than 64 KiB; not a token file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        table.fail(key, f"{shown} is not UTF-8 text")
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    if not text:
+        table.fail(key, f"{shown} is empty")
+    return text
+
+
+def _token(
+    svc: _Table, default_token: str | None, default_file: str | None, role: str
+) -> tuple[str, str | None]:
+    """The service's resolved token and the file it came from (if any)."""
+    token, path = _token_pair(svc, "token")
     if token is None:
         if default_token is None:
             svc.fail("token", f"not set, and [{role}] has no default_token")
-        token = default_token
-    return token
+        return default_token, default_file
+    return token, path
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parse and validate a rathole v0.5 TOML config; raises ConfigError on any problem."""
+# ${VAR}, ${VAR:-default}, $$; a "${" that does not close is caught by the last alternative.
+_ENV_REF = re.compile(r"\$(?:\$|\{(?P<body>[^}]*)\}|(?P<open>\{))")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _expand_env(
+    source: str, path: str, data: dict[str, Any], env: Mapping[str, str]
+) -> dict[str, Any]:
+    """A copy of ``data`` with ``${VAR}`` references expanded in every string value (ratui
+    extension). Errors name the variable, never a value."""
+
+    def expand(key: str, value: str) -> str:
+        if "$" not in value:
+            return value
+
+        def one(m: re.Match[str]) -> str:
+            if m["open"] is not None:
+                raise ConfigError(source, path, key, 'unclosed "${" (write "$$" for a "$")')
+            body = m["body"]
+            if body is None:
+                return "$"
+            name, sep, default = body.partition(":-")
+            if not _ENV_NAME.fullmatch(name):
+                raise ConfigError(
+                    source,
+                    path,
+                    key,
+                    f"bad environment reference {_quote('${' + body + '}', limit=60)}"
+                    ' (expected "${NAME}" or "${NAME:-default}"; "$$" is a "$")',
+                )
+            got = env.get(name)
+            if got is None or (sep and not got):
+                if sep:
+                    return default
+                raise ConfigError(
+                    source, path, key, f"environment variable {name} is not set (and no default)"
+                )
+            return got
+
+        return _ENV_REF.sub(one, value)
+
+    def walk(key: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return expand(key, value)
+        if isinstance(value, list):
+            return [walk(key, v) for v in value]
+        if isinstance(value, dict):
+            return _expand_env(source, _join(path, key), value, env)
+        return value
+
+    return {k: walk(k, v) for k, v in data.items()}
+
+
+def parse_config(
+    text: str, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Parse and validate a rathole v0.5 TOML config; raises ConfigError on any problem.
+
+    ``env`` (default ``os.environ``) is what ``${VAR}`` references expand from."""
     try:
         data = tomllib.loads(text.removeprefix("\ufeff"))
     except ValueError as e:  # tomllib.TOMLDecodeError, or int() digit limits
@@ -690,6 +835,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except RecursionError:
         raise ConfigError(source, problem="invalid TOML: nested too deeply") from None
 
+    data = _expand_env(source, "", data, os.environ if env is None else env)
     top = _Table(source, "", data, ("server", "client"))
     server = _parse_server(source, top.data)
     client = _parse_client(source, top.data)
@@ -721,8 +867,10 @@ def holds_secrets(config: Config) -> bool:
     for role in (config.server, config.client):
         if role is None:
             continue
-        if role.default_token is not None or role.services:
-            return True  # every service has a token, its own or the default one
+        if role.default_token is not None and role.default_token_file is None:
+            return True
+        if any(svc.token_file is None for svc in role.services.values()):
+            return True  # a token written in the file, the service's own or the default one
         tls, noise = role.transport.tls, role.transport.noise
         if noise is not None and noise.local_private_key is not None:
             return True
@@ -735,14 +883,48 @@ def holds_secrets(config: Config) -> bool:
 
 def file_permissions_warning(config: Config) -> str | None:
     """:func:`permissions_warning` for the file ``config`` was read from (None for a config
-    that does not come from a file, or a file that is gone)."""
-    if config.source.startswith("<"):
+    that does not come from a file, or a file that is gone), joined with
+    :func:`token_file_warning` for each token file the config reads."""
+    warnings = []
+    if not config.source.startswith("<"):
+        try:
+            mode = os.stat(config.source).st_mode
+        except OSError:
+            pass
+        else:
+            warnings.append(permissions_warning(config, mode))
+    for path in token_files(config):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        warnings.append(token_file_warning(path, mode))
+    shown = [w for w in warnings if w is not None]
+    return "; ".join(shown) if shown else None
+
+
+def token_files(config: Config) -> tuple[str, ...]:
+    """The token files (``token_file``/``default_token_file``) a config reads, each once."""
+    paths: dict[str, None] = {}
+    for role in (config.server, config.client):
+        if role is None:
+            continue
+        if role.default_token_file is not None:
+            paths[role.default_token_file] = None
+        for svc in role.services.values():
+            if svc.token_file is not None:
+                paths[svc.token_file] = None
+    return tuple(paths)
+
+
+def token_file_warning(path: str, mode: int) -> str | None:
+    """The warning for a token file that users other than its owner may read, or None."""
+    if not mode & 0o077:
         return None
-    try:
-        mode = os.stat(config.source).st_mode
-    except OSError:
-        return None
-    return permissions_warning(config, mode)
+    return (
+        f"token file {path} may be read or changed by other users "
+        f"(mode {stat.S_IMODE(mode):04o}); restrict it with: chmod 600 {path}"
+    )
 
 
 def permissions_warning(config: Config, mode: int) -> str | None:
@@ -816,7 +998,7 @@ def _role_diff(
     if old is None or new is None:
         return True, (), (), ()
     for f in dataclasses.fields(old):
-        if f.name != "services" and getattr(old, f.name) != getattr(new, f.name):
+        if f.name != "services" and f.compare and getattr(old, f.name) != getattr(new, f.name):
             return True, (), (), ()
     added = tuple(n for n in new.services if n not in old.services)
     removed = tuple(n for n in old.services if n not in new.services)

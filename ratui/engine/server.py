@@ -44,6 +44,7 @@ from .protocol import (
     encode_hello,
     service_digest,
 )
+from .proxy_header import encode as encode_proxy_header
 from .state import ControlState, EngineState, EventKind, Level, Role, VisitorRecord
 from .transport.base import LISTEN_BACKLOG, Transport
 from .udp import UDP_POOL_SIZE, UdpServer, Warner
@@ -419,6 +420,8 @@ class ControlChannel:
             record = visitor.record
             assert record is not None
             channel.write(_START_TCP)
+            if service.cfg.proxy_protocol is not None:  # ratui extension: before any byte
+                channel.write(proxy_header(service.cfg.proxy_protocol, visitor))
             relay = Relay(visitor.detach(), channel.detach(), record, service.forward_done)
             service.relays.add(relay)
             relay.start()
@@ -465,6 +468,15 @@ class ControlChannel:
             service=self.service.cfg.name,
             role=Role.SERVER,
         )
+
+
+def proxy_header(version: str, visitor: Channel) -> bytes:
+    """The PROXY protocol header for a visitor: its address, then the one it connected to."""
+    transport = visitor.transport
+    assert transport is not None
+    return encode_proxy_header(
+        version, transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+    )
 
 
 def control_user_timeout(heartbeat_interval: int) -> float:
