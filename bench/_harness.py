@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import json
 import os
+import platform
 import re
 import resource
 import shlex
@@ -162,30 +163,47 @@ class TunnelSpec:
         return next(s for s in self.services if s.name == name)
 
     def server_config(self) -> dict[str, Any]:
-        services = {
-            s.name: {"type": s.type, "bind_addr": f"{HOST}:{s.bind_port}", "token": s.token}
-            | s.extra
-            for s in self.services
-        }
-        server: dict[str, Any] = {"bind_addr": f"{HOST}:{self.control_port}"}
-        server |= self.server_extra
-        if self.server_transport is not None:
-            server["transport"] = self.server_transport
-        server["services"] = services
-        return {"server": server}
+        return self._config(
+            "server",
+            "bind_addr",
+            "bind_addr",
+            lambda s: s.bind_port,
+            self.server_extra,
+            self.server_transport,
+        )
 
     def client_config(self) -> dict[str, Any]:
+        return self._config(
+            "client",
+            "remote_addr",
+            "local_addr",
+            lambda s: s.local_port,
+            self.client_extra,
+            self.client_transport,
+        )
+
+    def _config(
+        self,
+        role: str,
+        control_key: str,
+        service_key: str,
+        service_port: Callable[[Service], int],
+        extra: dict[str, Any],
+        transport: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """``[role]`` with the control address under ``control_key``, ``extra``, the
+        transport, and each service's own port under ``service_key``."""
         services = {
-            s.name: {"type": s.type, "local_addr": f"{HOST}:{s.local_port}", "token": s.token}
+            s.name: {"type": s.type, service_key: f"{HOST}:{service_port(s)}", "token": s.token}
             | s.extra
             for s in self.services
         }
-        client: dict[str, Any] = {"remote_addr": f"{HOST}:{self.control_port}"}
-        client |= self.client_extra
-        if self.client_transport is not None:
-            client["transport"] = self.client_transport
-        client["services"] = services
-        return {"client": client}
+        table: dict[str, Any] = {control_key: f"{HOST}:{self.control_port}"}
+        table |= extra
+        if transport is not None:
+            table["transport"] = transport
+        table["services"] = services
+        return {role: table}
 
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -647,6 +665,25 @@ def setup_echo_paths(
         backend = spawn_echo(procs, f"{name}-echo", svc.local_port)
         paths.append(EchoPath(name, svc.bind_port, backend, tunnel))
     return paths
+
+
+def log(message: str) -> None:
+    """Progress and errors go to stderr, so stdout stays clean for ``--json``."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_json(bench: str, args: argparse.Namespace, **fields: Any) -> None:
+    """The ``--json`` document on stdout: which bench, host, Python and arguments, then
+    ``fields`` in the order given."""
+    doc = {
+        "bench": bench,
+        "host": platform.node(),
+        "python": sys.version.split()[0],
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **fields,
+    }
+    json.dump(doc, sys.stdout, indent=2)
+    print()
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
-import platform
 import select
 import socket
 import statistics
@@ -49,11 +47,13 @@ from _harness import (
     common_args,
     format_rows,
     install_signal_handlers,
+    log,
     raise_nofile_limit,
     ratio,
     setup_echo_paths,
     tunnel_commands,
     workspace,
+    write_json,
 )
 
 GIVE_UP = 5.0  # seconds one visitor may take before it counts as failed
@@ -247,10 +247,6 @@ def format_table(rows: list[Row]) -> str:
     return format_rows(header, body)
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="New visitor connections per second: direct vs ratui vs rathole."
@@ -284,17 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_table(rows), file=out)
         if args.json:
-            doc = {
-                "bench": "connrate",
-                "host": platform.node(),
-                "python": sys.version.split()[0],
-                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "commands": commands,
-                "summary": [asdict(r) for r in rows],
-                "samples": [asdict(s) | {"rate": s.rate} for s in samples],
-            }
-            json.dump(doc, sys.stdout, indent=2)
-            print()
+            write_json(
+                "connrate",
+                args,
+                commands=commands,
+                summary=[asdict(r) for r in rows],
+                samples=[asdict(s) | {"rate": s.rate} for s in samples],
+            )
     except HarnessError as exc:
         log(f"bench/connrate.py: {exc}")
         return 1

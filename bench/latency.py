@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import platform
 import socket
 import statistics
 import sys
@@ -45,10 +43,12 @@ from _harness import (
     common_args,
     format_rows,
     install_signal_handlers,
+    log,
     ratio,
     setup_echo_paths,
     tunnel_commands,
     workspace,
+    write_json,
 )
 
 WARMUP = 200
@@ -196,10 +196,6 @@ def format_table(rows: list[Row]) -> str:
     return format_rows(header, body)
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Small request/response latency: direct vs ratui vs rathole."
@@ -231,17 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_table(rows), file=out)
         if args.json:
-            doc = {
-                "bench": "latency",
-                "host": platform.node(),
-                "python": sys.version.split()[0],
-                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "commands": commands,
-                "summary": [asdict(r) for r in rows],
-                "samples": [asdict(s) for s in samples],
-            }
-            json.dump(doc, sys.stdout, indent=2)
-            print()
+            write_json(
+                "latency",
+                args,
+                commands=commands,
+                summary=[asdict(r) for r in rows],
+                samples=[asdict(s) for s in samples],
+            )
     except HarnessError as exc:
         log(f"bench/latency.py: {exc}")
         return 1

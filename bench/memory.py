@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
-import platform
 import select
 import shlex
 import socket
@@ -52,6 +50,7 @@ from _harness import (
     free_ports,
     install_signal_handlers,
     is_listening,
+    log,
     raise_nofile_limit,
     ratio,
     setup_echo_paths,
@@ -59,6 +58,7 @@ from _harness import (
     wait_until,
     workspace,
     write_configs,
+    write_json,
 )
 
 TUNNELS = ("ratui", "rathole")
@@ -229,10 +229,6 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else spec.format(value)
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Idle RSS and memory per idle visitor: ratui vs rathole."
@@ -276,14 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_table(results), file=out)
         if args.json:
-            doc = {
-                "bench": "memory",
-                "host": platform.node(),
-                "python": sys.version.split()[0],
-                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "commands": {k: shlex.join(v) for k, v in commands.items()},
-                "nofile_limit": limit,
-                "results": [
+            write_json(
+                "memory",
+                args,
+                commands={k: shlex.join(v) for k, v in commands.items()},
+                nofile_limit=limit,
+                results=[
                     asdict(r)
                     | {
                         "per_visitor_kib": {
@@ -292,9 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     for r in results
                 ],
-            }
-            json.dump(doc, sys.stdout, indent=2)
-            print()
+            )
     except HarnessError as exc:
         log(f"bench/memory.py: {exc}")
         return 1

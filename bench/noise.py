@@ -52,18 +52,18 @@ from _harness import (  # noqa: E402
     TunnelSpec,
     ensure_tool,
     install_signal_handlers,
+    log,
+    workspace,
 )
 from throughput import (  # noqa: E402
     BenchPath,
     Sample,
     _int_list,
-    log,
     measure,
     run_iperf,
     start_iperf_server,
     start_tunnel,
     tool_version,
-    workspace,
 )
 
 # This file is called noise.py: with bench/ on sys.path, ``import noise`` (the noiseprotocol

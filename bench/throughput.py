@@ -37,15 +37,11 @@ Progress always goes to stderr. Exit status: 0 ok, 1 a tunnel or tool failed, 13
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +59,14 @@ from _harness import (
     free_port,
     install_signal_handlers,
     is_listening,
+    log,
     reset_peak_rss,
     run_bounded,
     start_tunnel,
+    tunnel_commands,
     wait_until,
+    workspace,
+    write_json,
 )
 
 PATHS = ("direct", "ratui", "rathole")
@@ -168,15 +168,6 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("stream counts must be >= 1")
     return values
-
-
-def tunnel_commands(args: argparse.Namespace) -> dict[str, list[str]]:
-    """The program prefix of each tunnel; ``--server cfg``/``--client cfg`` get appended."""
-    rathole = Path(args.rathole_bin).resolve()
-    if not rathole.is_file():
-        raise HarnessError(f"reference rathole binary not found at {rathole}")
-    ratui = shlex.split(args.ratui_cmd) if args.ratui_cmd else [sys.executable, "-m", "ratui"]
-    return {"ratui": ratui, "rathole": [str(rathole)]}
 
 
 # --------------------------------------------------------------------------- setup
@@ -391,41 +382,22 @@ def report(
     print(format_table(rows), file=table_out)
     if not args.json:
         return
-    doc = {
-        "bench": "throughput",
-        "host": platform.node(),
-        "python": sys.version.split()[0],
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "commands": commands,
-        "versions": {
+    write_json(
+        "throughput",
+        args,
+        commands=commands,
+        versions={
             "iperf3": tool_version([iperf3]),
             **{name: tool_version(cmd) for name, cmd in commands.items()},
         },
-        "idle_rss_kib": {p.name: p.idle_rss_kib for p in paths if p.tunnel},
-        "end_rss_kib": {p.name: p.end_rss_kib for p in paths if p.tunnel},
-        "summary": [asdict(r) for r in rows],
-        "samples": [asdict(s) | {"cpu_s_per_gbit": s.cpu_per_gbit} for s in samples],
-    }
-    json.dump(doc, sys.stdout, indent=2)
-    print()
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+        idle_rss_kib={p.name: p.idle_rss_kib for p in paths if p.tunnel},
+        end_rss_kib={p.name: p.end_rss_kib for p in paths if p.tunnel},
+        summary=[asdict(r) for r in rows],
+        samples=[asdict(s) | {"cpu_s_per_gbit": s.cpu_per_gbit} for s in samples],
+    )
 
 
 # --------------------------------------------------------------------------- main
-
-
-@contextlib.contextmanager
-def workspace(keep_in: Path | None) -> Iterator[Path]:
-    """The directory for configs and logs: ``keep_in`` (kept) or a temp dir (removed)."""
-    if keep_in is not None:
-        keep_in.mkdir(parents=True, exist_ok=True)
-        yield keep_in.resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="ratui-bench-") as tmp:
-        yield Path(tmp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,17 +42,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import platform
 import select
 import shlex
 import socket
 import statistics
 import struct
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,8 +65,12 @@ from _harness import (
     TunnelSpec,
     free_ports,
     install_signal_handlers,
+    log,
+    tunnel_commands,
     wait_until,
+    workspace,
     write_configs,
+    write_json,
 )
 
 PATHS = ("direct", "ratui", "rathole")
@@ -408,24 +408,16 @@ def report(args: argparse.Namespace, commands: dict[str, list[str]], samples: li
     )
     print(format_table(rows), file=out)
     if args.json:
-        doc = {
-            "bench": "udp",
-            "host": platform.node(),
-            "python": sys.version.split()[0],
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "commands": commands,
-            "summary": [asdict(r) for r in rows],
-            "samples": [
+        write_json(
+            "udp",
+            args,
+            commands=commands,
+            summary=[asdict(r) for r in rows],
+            samples=[
                 asdict(s) | {"loss": s.loss, "recv_per_s": s.recv_rate, "sent_per_s": s.sent_rate}
                 for s in samples
             ],
-        }
-        json.dump(doc, sys.stdout, indent=2)
-        print()
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+        )
 
 
 # --------------------------------------------------------------------------- main
@@ -467,29 +459,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def work_dir(keep: Path | None) -> Iterator[Path]:
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        yield keep
-        return
-    with tempfile.TemporaryDirectory(prefix="ratui-udp-bench-") as tmp:
-        yield Path(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.echo_udp is not None:
         echo_forever(args.echo_udp)
         return 0
     install_signal_handlers()
-    rathole = Path(args.rathole_bin).resolve()
-    ratui = shlex.split(args.ratui_cmd) if args.ratui_cmd else [sys.executable, "-m", "ratui"]
-    commands = {"ratui": ratui, "rathole": [str(rathole)]}
     try:
-        if not rathole.is_file():
-            raise HarnessError(f"reference rathole binary not found at {rathole}")
-        with work_dir(args.log_dir) as workdir, ProcessSet(workdir) as procs:
+        commands = tunnel_commands(args)
+        with (
+            workspace(args.log_dir, prefix="ratui-udp-bench-") as workdir,
+            ProcessSet(workdir) as procs,
+        ):
             paths = [setup_direct(procs)]
             for name in ("ratui", "rathole"):
                 paths.append(setup_tunnel(procs, name, commands[name], workdir, args.up_timeout))

@@ -640,6 +640,20 @@ def quiet_logging() -> None:
     logger.propagate = False
 
 
+async def run_until_stopped(app: RatuiApp) -> None:
+    """Run ``app`` with SIGTERM, SIGHUP and SIGINT asking it to stop, as a user's quit does;
+    the handlers are removed again on the way out."""
+    loop = asyncio.get_running_loop()
+    signals = [s for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if s is not None]
+    for sig in signals:
+        loop.add_signal_handler(sig, app.request_stop)
+    try:
+        await app.run_async()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
 def run_tui(config: Config | None, roles: Roles | None, *, demo: bool = False) -> int:
     """Run the dashboard until the user quits or a signal arrives; the exit status."""
     from . import headless
@@ -653,15 +667,9 @@ def run_tui(config: Config | None, roles: Roles | None, *, demo: bool = False) -
     app = RatuiApp(config, roles, demo=demo)
 
     async def main() -> int:
-        loop = asyncio.get_running_loop()
-        signals = [s for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if s is not None]
-        for sig in signals:
-            loop.add_signal_handler(sig, app.request_stop)
         try:
-            await app.run_async()
+            await run_until_stopped(app)
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
             await app.stop_engine()
         if app.startup_error:
             print(f"ratui: error: {app.startup_error}", file=sys.stderr)

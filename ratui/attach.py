@@ -10,11 +10,9 @@ dashboards may be attached at once.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 
-from .control import ProtocolError, client_socket_path
+from .control import ProtocolError, add_socket_argument, client_socket_path
 from .engine.config import Config
 from .remote import RemoteError, RemoteState
 
@@ -26,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ratui attach",
         description="Open the dashboard of a running ratui daemon; quitting leaves it running.",
     )
-    parser.add_argument(
-        "socket",
-        nargs="?",
-        metavar="SOCKET",
-        help="the daemon's control socket (default: $RATUI_CONTROL_SOCKET, else the "
-        "user's runtime directory)",
-    )
+    add_socket_argument(parser)
     return parser
 
 
@@ -44,7 +36,7 @@ def attached_config(remote: RemoteState) -> Config:
 
 def main(argv: list[str]) -> int:
     from . import headless
-    from .app import RatuiApp, quiet_logging
+    from .app import RatuiApp, quiet_logging, run_until_stopped
 
     args = build_parser().parse_args(argv)
     path = client_socket_path(args.socket)
@@ -61,15 +53,9 @@ def main(argv: list[str]) -> int:
             print(f"ratui: error: {exc}", file=sys.stderr)
             return EXIT_NO_DAEMON
         app = RatuiApp(attached_config(remote), info.roles, remote=remote)
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-        for sig in signals:
-            loop.add_signal_handler(sig, app.request_stop)
         try:
-            await app.run_async()
+            await run_until_stopped(app)
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
             await remote.close()
         return app.return_code or 0
 

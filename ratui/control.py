@@ -26,6 +26,7 @@ field added to the engine's snapshot reaches clients without touching this modul
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -186,6 +187,17 @@ def default_socket_path() -> Path:
         except OSError:
             base = platformdirs.user_state_dir("ratui")
     return Path(base) / SOCKET_NAME
+
+
+def add_socket_argument(parser: argparse.ArgumentParser) -> None:
+    """The optional ``SOCKET`` argument of the daemon's clients (``attach``, ``status``)."""
+    parser.add_argument(
+        "socket",
+        nargs="?",
+        metavar="SOCKET",
+        help="the daemon's control socket (default: $RATUI_CONTROL_SOCKET, else the "
+        "user's runtime directory)",
+    )
 
 
 def client_socket_path(given: str | None = None) -> Path:

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from .control import ProtocolError, from_wire, to_wire
+from .control import ProtocolError, add_socket_argument, from_wire, to_wire
 from .engine.state import ControlState, ServiceSnapshot, Snapshot
 from .remote import Connection, DaemonInfo, RemoteError
 
@@ -37,13 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the services of a running ratui daemon. Exit status: 0 all up, "
         "1 some not up, 3 no daemon reached.",
     )
-    parser.add_argument(
-        "socket",
-        nargs="?",
-        metavar="SOCKET",
-        help="the daemon's control socket (default: $RATUI_CONTROL_SOCKET, else the "
-        "user's runtime directory)",
-    )
+    add_socket_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 

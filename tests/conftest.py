@@ -6,6 +6,7 @@ bounded so a broken tunnel fails a test instead of hanging it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,10 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - platforms without uvloop
+    uvloop = None
 
 REPO = Path(__file__).resolve().parent.parent
 #: The reference rathole: ../shared/rathole/rathole, or RATUI_RATHOLE where CI rebuilt it.
@@ -199,3 +206,52 @@ def roundtrip(port: int, payload: bytes, timeout: float = 20.0) -> bytes:
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+# in-process engine tests ------------------------------------------------------------------
+def run(coro: Awaitable[Any]) -> Any:
+    """Run ``coro`` to completion, on uvloop where it is installed (as ratui itself does)."""
+    if uvloop is not None:
+        return uvloop.run(coro)
+    return asyncio.run(coro)  # pragma: no cover
+
+
+@pytest.fixture
+def manual_rate_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime samples once at start, then hourly: the tests call sample_rates() themselves
+    so that a background sample cannot land between theirs."""
+    monkeypatch.setattr("ratui.engine.runtime.RATE_SAMPLE_PERIOD", 3600.0)
+
+
+async def poll_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+async def serve_echo(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, half_close: bool = True
+) -> None:
+    """An asyncio echo service's handler: echoes until the visitor's EOF, then (with
+    ``half_close``) sends its own EOF; closes on the way out, quiet about resets."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if half_close:
+            writer.write_eof()
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    """A short private directory for a daemon's control socket (see daemons.private_dir)."""
+    from daemons import private_dir
+
+    yield from private_dir()

@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
-import pty
-import re
-import select
 import signal
 import socket
-import struct
-import subprocess
 import sys
-import termios
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import free_port
 from rich.style import Style
+from terminals import Terminal, open_terminals
 from test_snapshots import SERVER_RATES, T0, build_app, frozen_state_time, seeder, server_app
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -610,91 +604,9 @@ def test_wants_tui_only_on_a_terminal_without_daemon(monkeypatch: pytest.MonkeyP
     assert not wants_tui(daemon=False)
 
 
-class Terminal:
-    """``python -m ratui ARGS`` on a fresh 80x24 pseudo-terminal; everything it writes is
-    kept, escape sequences included."""
-
-    def __init__(self, *args: str) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
-        env.pop("TEXTUAL", None)
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "ratui", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.output = b""
-
-    def read(self, timeout: float = 0.1) -> None:
-        while True:
-            ready, _, _ = select.select([self.master], [], [], timeout)
-            if not ready:
-                return
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self.output += chunk
-
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
-
-    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.read()
-            if match := re.search(pattern, self.text()):
-                return match
-            if self.popen.poll() is not None:
-                self.read()
-                break
-        raise AssertionError(f"{pattern!r} not seen; output:\n{self.text()[-3000:]}")
-
-    def send(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def wait_exit(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while self.popen.poll() is None and time.monotonic() < deadline:
-            if self.master >= 0:
-                self.read()
-            else:
-                time.sleep(0.05)
-        if self.master >= 0:
-            self.read()
-        return self.popen.wait(1)
-
-    def hang_up(self) -> None:
-        """The terminal goes away, as when an SSH connection drops."""
-        os.close(self.master)
-        self.master = -1
-
-    def close(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
-        if self.master >= 0:
-            os.close(self.master)
-
-
 @pytest.fixture
 def terminal() -> Iterator[Callable[..., Terminal]]:
-    opened: list[Terminal] = []
-
-    def open_(*args: str) -> Terminal:
-        opened.append(Terminal(*args))
-        return opened[-1]
-
-    yield open_
-    for term in opened:
-        term.close()
+    yield from open_terminals(env={"COLORTERM": "truecolor"})
 
 
 def test_demo_opens_the_ui_on_a_terminal_and_q_leaves_it_clean(terminal) -> None:

@@ -11,16 +11,10 @@ and quitting detaches and leaves the daemon serving. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import pty
-import re
-import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -28,7 +22,8 @@ from typing import Any
 
 import pytest
 from conftest import Procs, free_port, roundtrip, wait_closed, wait_port
-from daemons import both_toml, extra_service, private_dir, start_daemon
+from daemons import both_toml, extra_service, start_daemon
+from terminals import Terminal, open_terminals
 from textual.pilot import Pilot
 
 from ratui.app import EngineStatus, RatuiApp
@@ -46,11 +41,6 @@ from ratui.engine.state import (
 )
 from ratui.remote import RemoteError, RemoteState
 from ratui.widgets.format import format_bytes
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    yield from private_dir()
 
 
 def run(coro: Awaitable[Any]) -> Any:
@@ -223,80 +213,9 @@ def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- the dashboard
 
 
-class Terminal:
-    """``python -m ratui ARGS`` on a fresh 120x30 pseudo-terminal, its output kept."""
-
-    def __init__(self, *args: str) -> None:
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color"}
-        env.pop("TEXTUAL", None)
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "ratui", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.output = b""
-
-    def read(self, timeout: float = 0.1) -> None:
-        while True:
-            ready, _, _ = select.select([self.master], [], [], timeout)
-            if not ready:
-                return
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self.output += chunk
-
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
-
-    def wait_for(self, pattern: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.read()
-            if re.search(pattern, self.text()):
-                return
-            if self.popen.poll() is not None:
-                self.read()
-                break
-        raise AssertionError(f"{pattern!r} not seen; output:\n{self.text()[-3000:]}")
-
-    def send(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def wait_exit(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while self.popen.poll() is None and time.monotonic() < deadline:
-            self.read()
-        self.read()
-        return self.popen.wait(1)
-
-    def close(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
-        os.close(self.master)
-
-
 @pytest.fixture
 def terminal() -> Iterator[Callable[..., Terminal]]:
-    opened: list[Terminal] = []
-
-    def open_(*args: str) -> Terminal:
-        opened.append(Terminal(*args))
-        return opened[-1]
-
-    yield open_
-    for term in opened:
-        term.close()
+    yield from open_terminals(rows=30, cols=120)
 
 
 def cell(app: RatuiApp, key: str, column: str) -> str:

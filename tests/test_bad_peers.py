@@ -28,22 +28,18 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, poll_until, run, serve_echo
 
-from ratui.engine import runtime as runtime_mod
 from ratui.engine import server as server_mod
 from ratui.engine.config import Config, parse_config
 from ratui.engine.runtime import Roles, Runtime
 from ratui.engine.state import ControlState, Event, EventKind, Level, Role, Subscription
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None
-
+pytestmark = pytest.mark.usefixtures("manual_rate_sampling")
 TOKEN = "bad-peers-token-0123456789"
 HELLO_CONTROL = b"\x00\x00\x00\x00\x01"
 HELLO_DATA = b"\x01\x00\x00\x00\x01"
@@ -51,17 +47,6 @@ ACK_OK = CREATE = START_TCP = b"\x00\x00\x00\x00"
 ACK_SERVICE_NOT_EXIST = b"\x01\x00\x00\x00"
 ACK_AUTH_FAILED = b"\x02\x00\x00\x00"
 LOUD = (Level.WARNING, Level.ERROR)
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)  # pragma: no cover
-
-
-@pytest.fixture(autouse=True)
-def _no_rate_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime_mod, "RATE_SAMPLE_PERIOD", 3600.0)
 
 
 def digest(name: str) -> bytes:
@@ -91,25 +76,6 @@ def tunnel_config(local_port: int, services: tuple[str, ...] = ("a", "b")) -> Co
 
 def port_of(addr: str) -> int:
     return int(addr.rpartition(":")[2])
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
 
 
 class Records(logging.Handler):
@@ -149,7 +115,7 @@ class Stream:
     async def start(self) -> None:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         self.task = asyncio.get_running_loop().create_task(self._run())
-        await wait_until(lambda: self.echoed > 0, 5, "the stream through b to flow")
+        await poll_until(lambda: self.echoed > 0, 5, "the stream through b to flow")
 
     async def _run(self) -> None:
         rng = random.Random(11)
@@ -218,7 +184,7 @@ class Lab:
         """The stream through b went on during the attack, intact; a serves a new visitor;
         no control channel went down; both roles of both services are still up."""
         flowed = self.stream.echoed
-        await wait_until(lambda: self.stream.echoed > flowed, 5, "the stream to go on")
+        await poll_until(lambda: self.stream.echoed > flowed, 5, "the stream to go on")
         assert self.stream.corrupt == 0
         assert self.stream.task is not None and not self.stream.task.done()
         assert await self.serves("a")
@@ -234,14 +200,14 @@ class Lab:
 
 @contextlib.asynccontextmanager
 async def lab(services: tuple[str, ...] = ("a", "b")) -> AsyncIterator[Lab]:
-    echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    echo = await asyncio.start_server(partial(serve_echo, half_close=False), "127.0.0.1", 0)
     config = tunnel_config(echo.sockets[0].getsockname()[1], services)
     runtime = Runtime(config, Roles(server=True, client=True))
     sub = runtime.state.subscribe(maxsize=100_000)
     with captured_logs() as logs:
         await runtime.start()
         try:
-            await wait_until(
+            await poll_until(
                 lambda: (
                     all(s.state is ControlState.UP for s in runtime.state.snapshot().services)
                     and len(runtime.state.snapshot().services) == 2 * len(services)
@@ -396,7 +362,7 @@ def test_bad_peer_is_dropped_with_one_line_and_one_event(
             closed_after = time.monotonic() - started
             writer.close()
             assert case.answer(got), f"the server answered {got[:64]!r}"
-            await wait_until(lambda: the.loud_since(mark)[0], 2, "the event")
+            await poll_until(lambda: the.loud_since(mark)[0], 2, "the event")
             await asyncio.sleep(0.1)  # anything more would show up now
             events, lines = the.loud_since(mark)
             assert len(events) == 1, events
@@ -445,7 +411,7 @@ def test_handshake_flood_is_capped_and_a_real_client_still_connects(
 
             for i in range(5 * cap):
                 await one(i)
-            await wait_until(lambda: len(server._handshakes) <= cap, 2, "the cap")
+            await poll_until(lambda: len(server._handshakes) <= cap, 2, "the cap")
 
             # A client for a service the running client does not have, while the flood
             # goes on: it must come up.
@@ -474,7 +440,7 @@ def test_handshake_flood_is_capped_and_a_real_client_still_connects(
             started = time.monotonic()
             await newcomer.start()
             try:
-                await wait_until(
+                await poll_until(
                     lambda: (
                         (snap := newcomer.state.snapshot().service(Role.CLIENT, "c")) is not None
                         and snap.state is ControlState.UP
@@ -528,7 +494,7 @@ def test_waiting_visitors_are_capped_per_service(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(server_mod, "MAX_WAITING_VISITORS", cap)
 
     async def main() -> None:
-        echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        echo = await asyncio.start_server(partial(serve_echo, half_close=False), "127.0.0.1", 0)
         config = tunnel_config(echo.sockets[0].getsockname()[1], ("a",))
         assert config.server is not None
         runtime = Runtime(parse_config(_server_only(config), "<cap>"), Roles(True, False))
@@ -545,7 +511,7 @@ def test_waiting_visitors_are_capped_per_service(monkeypatch: pytest.MonkeyPatch
                 writer.write(session_key)
                 assert await reader.readexactly(4) == ACK_OK
                 assert await reader.readexactly(32) == CREATE * 8  # ignored: no pool
-                await wait_until(
+                await poll_until(
                     lambda: runtime.state.snapshot().services[0].state is ControlState.UP,
                     5,
                     "the service port",

@@ -97,7 +97,7 @@ bogus = 1
 bind_addr = "127.0.0.1:5202"
 """,
         "[server] bogus: unknown key (expected one of bind_addr, default_token, services, "
-        "transport, heartbeat_interval)",
+        "transport, heartbeat_interval, default_token_file)",
     ),
     "unknown-service-key": (
         """
@@ -467,50 +467,6 @@ def test_flag_for_a_missing_table_has_no_stray_separator(tmp_path: Path) -> None
     result = ratui("--server", str(path))
     line = one_line(result.stderr)
     assert line == line.rstrip() and not line.endswith(":"), repr(line)
-
-
-# --------------------------------------------------------------------------- not available yet
-
-WEBSOCKET = {
-    "server": lambda c, p: server_table(
-        c,
-        p,
-        extra='[server.transport]\ntype = "websocket"\n[server.transport.websocket]\ntls = false\n',
-    ),
-    "client": lambda c, p: client_table(
-        c,
-        "127.0.0.1:80",
-        extra='[client.transport]\ntype = "websocket"\n[client.transport.websocket]\ntls = false\n',
-    ),
-}
-
-
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("role", list(WEBSOCKET))
-def test_transport_not_available_yet_is_refused_clearly(tmp_path: Path, role: str) -> None:
-    from ratui.engine.config import load_config
-    from ratui.engine.transport import TransportUnavailable, make_transport
-
-    control, public = ports()
-    path = write(tmp_path, f"ws-{role}.toml", WEBSOCKET[role](control, public))
-    config = load_config(path)  # a valid config: refused for running, not for its syntax
-    block = config.server if role == "server" else config.client
-    assert block is not None
-    try:
-        make_transport(block.transport)
-    except TransportUnavailable:
-        pass
-    else:
-        pytest.skip("the websocket transport is available now")
-    result = ratui(str(path))
-    assert result.returncode == 1, result
-    assert result.stdout == ""
-    line = one_line(result.stderr)
-    assert line.startswith(f"ratui: error: {path}: "), line
-    assert "not available yet" in line and "websocket" in line
-    # Nothing was left listening.
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", control), timeout=1):
-        pass
 
 
 @pytest.mark.timeout(30)

@@ -18,7 +18,6 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,6 @@ from daemons import (
     Client,
     both_toml,
     extra_service,
-    private_dir,
     start_daemon,
     wait_for,
 )
@@ -51,11 +49,6 @@ from ratui.engine.state import (
 NOBODY = 65534
 
 # ---------------------------------------------------------------------------- the codec
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    yield from private_dir()
 
 
 def sample_snapshot() -> Snapshot:

@@ -32,21 +32,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import Proc, free_port, wait_closed, wait_port
-from test_tunnel import (
-    Tunnel,
-    echo_check,
-    refused,
-    rss_bytes,
-    wait_ready,
-    wait_roundtrip,
-    wait_until,
-)
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None
+from conftest import Proc, free_port, run, uvloop, wait_closed, wait_port
+from test_tunnel import Tunnel, rss_bytes, wait_ready, wait_roundtrip
+from tunnels import echo_check, refused, wait_until
 
 MiB = 1 << 20
 #: The heavy tests log at info: a debug line per visitor would cost more than the forwarding.
@@ -54,12 +42,6 @@ QUIET = {"RATUI_LOG": "info"}
 
 
 # helpers ----------------------------------------------------------------------------------
-def run(coro):
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)  # pragma: no cover
-
-
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

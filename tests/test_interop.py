@@ -8,18 +8,15 @@ not know.
 
 from __future__ import annotations
 
-import json
 import random
-import socket
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import Proc, Procs, free_port, roundtrip, wait_port, write_config
+from tunnels import echo_check, refused, toml, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -29,18 +26,6 @@ ALPHA_TOKEN = "alpha-t0ken"
 
 
 # helpers ----------------------------------------------------------------------------------
-def toml(role: str, addr: str, services: dict[str, dict[str, str]], **top: object) -> str:
-    """A rathole config: ``[role]`` with ``addr`` (bind_addr or remote_addr), extra top-level
-    keys, and one ``[role.services.NAME]`` table per service."""
-    key = "bind_addr" if role == "server" else "remote_addr"
-    lines = [f"[{role}]", f"{key} = {json.dumps(addr)}"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in top.items()]
-    for name, fields in services.items():
-        lines.append(f"[{role}.services.{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in fields.items()]
-    return "\n".join(lines) + "\n"
-
-
 @dataclass
 class Setup:
     """One server and one client process, with the service ports on the server side."""
@@ -57,13 +42,13 @@ def start(
     *,
     server_impl: str,
     client_impl: str,
-    server_services: dict[str, dict[str, str]],
-    client_services: dict[str, dict[str, str]],
+    services: tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]],
 ) -> Setup:
     """Write both configs and start ``server_impl`` then ``client_impl`` ("ratui"/"rathole").
 
     Server services get ``bind_addr`` filled in with a free port each; both sides share
-    ``default_token``."""
+    ``default_token``. ``services`` is (server services, client services)."""
+    server_services, client_services = services
     control_port = free_port()
     ports = {name: free_port() for name in server_services}
     server_cfg = write_config(
@@ -103,30 +88,6 @@ def two_services(echo_addr: str) -> tuple[dict, dict]:
     return server, client
 
 
-def recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(min(size - len(data), 1 << 16))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(data)} of {size} bytes")
-        data += chunk
-    return bytes(data)
-
-
-def echo_check(port: int, payload: bytes, timeout: float = 20.0) -> bool:
-    """One visitor: send ``payload``, read as many bytes back, close (no half-close: see
-    test_tunnel.py::test_visitor_half_closing_while_queued_is_served for why)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            writer = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
-            writer.start()
-            echoed = recv_exact(sock, len(payload))
-            writer.join(timeout)
-            return echoed == payload
-    except OSError:
-        return False
-
-
 def check_traffic(ports: list[int], visitors: int = 20, size: int = 64 * 1024) -> None:
     """1 MiB of random bytes through each port, then ``visitors`` concurrent visitors of
     ``size`` bytes on every port at once, each checked end to end."""
@@ -135,9 +96,18 @@ def check_traffic(ports: list[int], visitors: int = 20, size: int = 64 * 1024) -
         assert roundtrip(port, payload) == payload, f"1 MiB echo through {port} is corrupt"
     jobs = [port for port in ports for _ in range(visitors)]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        results = list(pool.map(lambda port: echo_check(port, random.randbytes(size)), jobs))
+        results = list(
+            pool.map(lambda port: echo_check(port, random.randbytes(size), timeout=20.0), jobs)
+        )
     failed = [port for port, ok in zip(jobs, results, strict=True) if not ok]
     assert not failed, f"{len(failed)} of {len(jobs)} concurrent visitors failed on {failed}"
+
+
+def assert_mib_echo(port: int) -> None:
+    """Wait until ``port`` echoes, then check 1 MiB of random bytes comes back intact."""
+    wait_ready(port)
+    payload = random.randbytes(MiB)
+    assert roundtrip(port, payload) == payload
 
 
 def wait_ready(port: int, timeout: float = 10.0) -> None:
@@ -151,23 +121,6 @@ def wait_ready(port: int, timeout: float = 10.0) -> None:
     time.sleep(0.2)
 
 
-def refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return False
-    except ConnectionRefusedError:
-        return True
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def stays_refused(port: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -178,14 +131,12 @@ def stays_refused(port: int, seconds: float) -> None:
 # 1-2. traffic -----------------------------------------------------------------------------
 @pytest.mark.timeout(60)
 def test_ratui_client_to_rathole_server(tmp_path, procs, echo):
-    server_services, client_services = two_services(echo.addr)
     setup = start(
         tmp_path,
         procs,
         server_impl="rathole",
         client_impl="ratui",
-        server_services=server_services,
-        client_services=client_services,
+        services=two_services(echo.addr),
     )
     for port in setup.ports.values():
         wait_ready(port)
@@ -196,14 +147,12 @@ def test_ratui_client_to_rathole_server(tmp_path, procs, echo):
 
 @pytest.mark.timeout(60)
 def test_rathole_client_to_ratui_server(tmp_path, procs, echo):
-    server_services, client_services = two_services(echo.addr)
     setup = start(
         tmp_path,
         procs,
         server_impl="ratui",
         client_impl="rathole",
-        server_services=server_services,
-        client_services=client_services,
+        services=two_services(echo.addr),
     )
     for port in setup.ports.values():
         wait_ready(port)
@@ -224,14 +173,12 @@ def _good_and_bad(echo_addr: str) -> tuple[dict, dict]:
 
 @pytest.mark.timeout(60)
 def test_wrong_token_ratui_client_to_rathole_server(tmp_path, procs, echo):
-    server_services, client_services = _good_and_bad(echo.addr)
     setup = start(
         tmp_path,
         procs,
         server_impl="rathole",
         client_impl="ratui",
-        server_services=server_services,
-        client_services=client_services,
+        services=_good_and_bad(echo.addr),
     )
     client = setup.client
     client.wait_for_output("Incorrect token")
@@ -245,23 +192,19 @@ def test_wrong_token_ratui_client_to_rathole_server(tmp_path, procs, echo):
     assert "bad" in log_line, log_line
     stays_refused(setup.ports["bad"], 1.5)
 
-    wait_ready(setup.ports["good"])
-    payload = random.randbytes(MiB)
-    assert roundtrip(setup.ports["good"], payload) == payload
+    assert_mib_echo(setup.ports["good"])
     assert refused(setup.ports["bad"])
     assert client.popen.poll() is None
 
 
 @pytest.mark.timeout(60)
 def test_wrong_token_rathole_client_to_ratui_server(tmp_path, procs, echo):
-    server_services, client_services = _good_and_bad(echo.addr)
     setup = start(
         tmp_path,
         procs,
         server_impl="ratui",
         client_impl="rathole",
-        server_services=server_services,
-        client_services=client_services,
+        services=_good_and_bad(echo.addr),
     )
     server = setup.server
     wait_until(
@@ -275,9 +218,7 @@ def test_wrong_token_rathole_client_to_ratui_server(tmp_path, procs, echo):
     assert "bad" in log_line, log_line
     stays_refused(setup.ports["bad"], 1.5)
 
-    wait_ready(setup.ports["good"])
-    payload = random.randbytes(MiB)
-    assert roundtrip(setup.ports["good"], payload) == payload
+    assert_mib_echo(setup.ports["good"])
     assert refused(setup.ports["bad"])
     assert server.popen.poll() is None
 
@@ -291,36 +232,30 @@ def _known_and_ghost(echo_addr: str) -> tuple[dict, dict]:
 
 @pytest.mark.timeout(60)
 def test_unknown_service_ratui_client_to_rathole_server(tmp_path, procs, echo):
-    server_services, client_services = _known_and_ghost(echo.addr)
     setup = start(
         tmp_path,
         procs,
         server_impl="rathole",
         client_impl="ratui",
-        server_services=server_services,
-        client_services=client_services,
+        services=_known_and_ghost(echo.addr),
     )
     client = setup.client
     client.wait_for_output("Service not exist")
     log_line = next(line for line in client.output().splitlines() if "Service not exist" in line)
     assert "ghost" in log_line, log_line
 
-    wait_ready(setup.ports["known"])
-    payload = random.randbytes(MiB)
-    assert roundtrip(setup.ports["known"], payload) == payload
+    assert_mib_echo(setup.ports["known"])
     assert client.popen.poll() is None and setup.server.popen.poll() is None
 
 
 @pytest.mark.timeout(60)
 def test_unknown_service_rathole_client_to_ratui_server(tmp_path, procs, echo):
-    server_services, client_services = _known_and_ghost(echo.addr)
     setup = start(
         tmp_path,
         procs,
         server_impl="ratui",
         client_impl="rathole",
-        server_services=server_services,
-        client_services=client_services,
+        services=_known_and_ghost(echo.addr),
     )
     server = setup.server
     # rathole keeps asking for "ghost"; the ratui server says no each time and goes on.

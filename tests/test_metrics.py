@@ -12,21 +12,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Procs, free_port, wait_port
-from daemons import private_dir, start_daemon, wait_for
+from daemons import start_daemon, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 CHUNK = 64 * 1024
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    yield from private_dir()
 
 
 def scrape(port: int, path: str = "/metrics") -> tuple[int, str, str]:

@@ -22,38 +22,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Procs, free_port, roundtrip, wait_port
+from conftest import Procs, free_port, roundtrip, run, serve_echo, wait_port
 
-from ratui.engine import runtime as runtime_mod
 from ratui.engine.config import load_config, parse_config
 from ratui.engine.protocol import service_digest
 from ratui.engine.runtime import Roles, Runtime
 from ratui.engine.state import ControlState, EngineState, EventKind, Role
 from ratui.engine.watcher import ConfigWatcher, WatchMode
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None
-
+pytestmark = pytest.mark.usefixtures("manual_rate_sampling")
 TOKEN = "reload-test-token"
 APPLY_WITHIN = 2.0  # seconds from a save to the change being in force (issue 6)
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)  # pragma: no cover
-
-
-@pytest.fixture(autouse=True)
-def _no_rate_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime_mod, "RATE_SAMPLE_PERIOD", 3600.0)
 
 
 # configs ----------------------------------------------------------------------------------
@@ -153,16 +137,7 @@ class Echo:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            writer.write_eof()
-            await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
+        await serve_echo(reader, writer)
 
     def close(self) -> None:
         if self.server is not None:
@@ -259,6 +234,16 @@ class Side:
         )
 
 
+async def greeted_visitor(
+    port: int, greeting: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A visitor on ``port`` that has had ``greeting`` echoed back, and stays open."""
+    visitor = await asyncio.open_connection("127.0.0.1", port)
+    visitor[1].write(greeting)
+    assert await asyncio.wait_for(visitor[0].readexactly(len(greeting)), 5) == greeting
+    return visitor
+
+
 @contextlib.asynccontextmanager
 async def echoes(*names: str) -> AsyncIterator[dict[str, Echo]]:
     services = {name: await Echo().start() for name in names}
@@ -339,9 +324,7 @@ def test_server_side_add_change_remove_keeps_untouched_stream(tmp_path: Path) ->
             ) as (server, client):
                 await wait_for(lambda: server.up("a", "c", "d"), 10, "a, c and d up")
                 await wait_roundtrip(pc, 5, "c")
-                visitor_d = await asyncio.open_connection("127.0.0.1", pd)
-                visitor_d[1].write(b"hello d")
-                assert await asyncio.wait_for(visitor_d[0].readexactly(7), 5) == b"hello d"
+                visitor_d = await greeted_visitor(pd, b"hello d")
                 stream = await Stream(pa).start()
                 try:
                     await stream.flowing()
@@ -394,9 +377,7 @@ def test_client_side_add_change_remove_keeps_untouched_stream(tmp_path: Path) ->
                 await wait_for(lambda: server.up("a", "c", "d"), 10, "a, c and d bound")
                 await wait_roundtrip(pc, 5, "c")
                 assert local["c"].accepted == 1
-                visitor_d = await asyncio.open_connection("127.0.0.1", pd)
-                visitor_d[1].write(b"hello d")
-                assert await asyncio.wait_for(visitor_d[0].readexactly(7), 5) == b"hello d"
+                visitor_d = await greeted_visitor(pd, b"hello d")
                 stream = await Stream(pa).start()
                 try:
                     await stream.flowing()

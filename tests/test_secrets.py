@@ -34,7 +34,8 @@ from unittest import mock
 
 import pytest
 from conftest import Procs, free_port, wait_port
-from test_tunnel import echo_check, wait_ready, wait_roundtrip, wait_until
+from test_tunnel import wait_ready, wait_roundtrip
+from tunnels import echo_check, wait_until
 
 from ratui.engine import client as client_mod
 from ratui.engine import server as server_mod

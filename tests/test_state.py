@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, poll_until, run, serve_echo
 
-from ratui.engine import runtime as runtime_mod
 from ratui.engine.config import Config, parse_config
 from ratui.engine.runtime import Roles, Runtime
 from ratui.engine.state import (
@@ -27,26 +23,9 @@ from ratui.engine.state import (
     Subscription,
 )
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None
-
+pytestmark = pytest.mark.usefixtures("manual_rate_sampling")
 TOKEN = "state-test-token"
 SERVICE = "echo"
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)  # pragma: no cover
-
-
-@pytest.fixture(autouse=True)
-def _manual_rate_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runtime samples once at start, then hourly: the tests call sample_rates() themselves
-    so that a background sample cannot land between theirs."""
-    monkeypatch.setattr(runtime_mod, "RATE_SAMPLE_PERIOD", 3600.0)
 
 
 def tunnel_config(local_port: int, token: str = TOKEN, client_only: bool = False) -> Config:
@@ -89,30 +68,9 @@ def public_port(config: Config) -> int:
     return int(config.server.services[SERVICE].bind_addr.rpartition(":")[2])
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.write_eof()
-        await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
-
 async def start_echo() -> tuple[asyncio.AbstractServer, int]:
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve_echo, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
 
 
 def both(state: EngineState) -> tuple[ServiceSnapshot, ServiceSnapshot]:
@@ -164,7 +122,7 @@ class Tunnel:
         self.state = self.runtime.state
         self.sub = self.state.subscribe()  # before start: nothing is missed
         await self.runtime.start()
-        await wait_until(lambda: both_up(self.state), what="both roles UP")
+        await poll_until(lambda: both_up(self.state), what="both roles UP")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -199,12 +157,12 @@ def test_counters_states_rates_and_events() -> None:
             server, client = both(state)
             assert server.visitors_open == 1 and len(server.visitors) == 1
             assert server.visitors[0].rx == 4 and server.visitors[0].tx == 4
-            await wait_until(lambda: both(state)[1].visitors_open == 1, what="client visitor")
+            await poll_until(lambda: both(state)[1].visitors_open == 1, what="client visitor")
             writer.close()
             await writer.wait_closed()
 
             assert await roundtrip(t.port, payload) == payload
-            await wait_until(
+            await poll_until(
                 lambda: all(s.visitors_open == 0 for s in both(state)), what="visitors closed"
             )
             await asyncio.sleep(0.05)
@@ -256,10 +214,10 @@ def test_auth_failure_is_counted_and_published() -> None:
             bad_sub = bad.state.subscribe()
             await bad.start()
             try:
-                await wait_until(
+                await poll_until(
                     lambda: both(state)[0].auth_failures >= 1, what="server auth failure"
                 )
-                await wait_until(
+                await poll_until(
                     lambda: any(e.kind is EventKind.AUTH_FAILED for e in bad.state.recent_events()),
                     what="client auth failure",
                 )
@@ -325,7 +283,7 @@ def test_slow_subscriber_drops_oldest_events() -> None:
             for i in range(5):
                 payload = f"visitor {i}".encode()
                 assert await roundtrip(t.port, payload) == payload
-            await wait_until(
+            await poll_until(
                 lambda: all(s.visitors_open == 0 for s in both(state)), what="visitors closed"
             )
             everything = drain(big)
@@ -339,7 +297,7 @@ def test_slow_subscriber_drops_oldest_events() -> None:
             # After draining, new events queue again; drops go on counting from where they were.
             before = small.dropped
             assert await roundtrip(t.port, b"x") == b"x"
-            await wait_until(
+            await poll_until(
                 lambda: all(s.visitors_open == 0 for s in both(state)), what="visitors closed"
             )
             more = drain(big)
@@ -350,7 +308,7 @@ def test_slow_subscriber_drops_oldest_events() -> None:
             small.close()
             big.close()
             assert await roundtrip(t.port, b"y") == b"y"
-            await wait_until(
+            await poll_until(
                 lambda: all(s.visitors_open == 0 for s in both(state)), what="visitors closed"
             )
             assert small.get_nowait() is None and big.get_nowait() is None
@@ -383,7 +341,7 @@ def test_stop_unregisters_services() -> None:
             runtime = Runtime(config, Roles(server=True, client=True))
             async with asyncio.timeout(15):
                 await runtime.start()
-                await wait_until(lambda: both_up(runtime.state), what="both roles UP")
+                await poll_until(lambda: both_up(runtime.state), what="both roles UP")
                 await runtime.stop()
             assert runtime.state.snapshot().services == ()
         finally:

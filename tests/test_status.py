@@ -8,17 +8,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Procs, free_port, roundtrip, wait_port
-from daemons import TOKEN, private_dir, start_daemon, wait_for
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    yield from private_dir()
+from daemons import TOKEN, start_daemon, wait_for
 
 
 def status(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

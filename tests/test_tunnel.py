@@ -8,14 +8,13 @@ on the server's service port. Every wait is bounded; nothing is mocked.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import signal
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from conftest import (
     wait_port,
     write_config,
 )
+from tunnels import echo_check, recv_exact, refused, toml, wait_until
 
 MiB = 1 << 20
 # Wire messages (PROTOCOL.md §2): Hello tag + version, and the 4-byte enum tags.
@@ -40,18 +40,6 @@ HEARTBEAT = b"\x01\x00\x00\x00"
 
 
 # helpers ----------------------------------------------------------------------------------
-def toml(role: str, addr: str, services: dict[str, dict[str, str]], **top: object) -> str:
-    """A rathole-style config: ``[role]`` with ``addr`` (bind_addr or remote_addr), extra
-    top-level keys, and one ``[role.services.NAME]`` table per service."""
-    key = "bind_addr" if role == "server" else "remote_addr"
-    lines = [f"[{role}]", f"{key} = {json.dumps(addr)}"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in top.items()]
-    for name, fields in services.items():
-        lines.append(f"[{role}.services.{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in fields.items()]
-    return "\n".join(lines) + "\n"
-
-
 class Tunnel:
     """Addresses and config files for one ratui server and one ratui client, service ``svc``."""
 
@@ -100,29 +88,6 @@ class Tunnel:
         return self.procs.ratui("--client", str(cfg or self.client_cfg))
 
 
-def refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return False
-    except ConnectionRefusedError:
-        return True
-
-
-def echo_check(port: int, payload: bytes, timeout: float = 5.0) -> bool:
-    """One visitor: send ``payload``, read the same number of bytes back, close. It never
-    half-closes, so it does not trip the queued-visitor EOF bug (see
-    test_visitor_half_closing_while_queued_is_served) while the tunnel is coming up."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            writer = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
-            writer.start()
-            echoed = _recv_exact(sock, len(payload))
-            writer.join(timeout)
-            return echoed == payload
-    except OSError:
-        return False
-
-
 def wait_roundtrip(port: int, payload: bytes, timeout: float) -> float:
     """Retry ``echo_check`` until the echo comes back intact; return how long that took."""
     start = time.monotonic()
@@ -140,15 +105,6 @@ def wait_ready(port: int, timeout: float = 10.0) -> None:
     it waits in the queue is dropped: see test_visitor_half_closing_while_queued_is_served.)"""
     wait_roundtrip(port, b"ready?", timeout)
     time.sleep(0.2)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def rss_bytes(pid: int) -> int:
@@ -294,22 +250,12 @@ def _control_handshake(port: int, service: str, token: str) -> tuple[socket.sock
     session key that its data channels must present."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(HELLO_CONTROL + hashlib.sha256(service.encode()).digest())
-    hello = _recv_exact(sock, 37)
+    hello = recv_exact(sock, 37)
     assert hello[:5] == HELLO_CONTROL
     session_key = hashlib.sha256(token.encode() + hello[5:]).digest()
     sock.sendall(session_key)
-    assert _recv_exact(sock, 4) == ACK_OK
+    assert recv_exact(sock, 4) == ACK_OK
     return sock, session_key
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(data)} of {size} bytes")
-        data += chunk
-    return bytes(data)
 
 
 @pytest.mark.timeout(30)
@@ -318,11 +264,11 @@ def test_server_sends_heartbeat_every_interval_when_idle(tmp_path, procs):
     tunnel.server()
     sock, _ = _control_handshake(tunnel.control_port, "svc", "s3cret")
     with sock:
-        assert _recv_exact(sock, 32) == CREATE_DATA_CHANNEL * 8  # to fill the pool
+        assert recv_exact(sock, 32) == CREATE_DATA_CHANNEL * 8  # to fill the pool
         start = time.monotonic()
         arrivals = []
         for _ in range(3):
-            assert _recv_exact(sock, 4) == HEARTBEAT
+            assert recv_exact(sock, 4) == HEARTBEAT
             arrivals.append(time.monotonic() - start)
     gaps = [b - a for a, b in zip([0.0, *arrivals], arrivals, strict=False)]
     assert all(0.5 < gap < 2.0 for gap in gaps), gaps
@@ -438,17 +384,17 @@ def test_visitor_half_closing_while_queued_is_served(tmp_path, procs):
     server = tunnel.server()
     control, session_key = _control_handshake(tunnel.control_port, "svc", "s3cret")
     with control:
-        assert _recv_exact(control, 32) == CREATE_DATA_CHANNEL * 8  # ignored: pool stays empty
+        assert recv_exact(control, 32) == CREATE_DATA_CHANNEL * 8  # ignored: pool stays empty
         server.wait_for_output("visitors welcome")
         with socket.create_connection(("127.0.0.1", tunnel.service_port), timeout=5) as visitor:
             visitor.sendall(b"request")
             visitor.shutdown(socket.SHUT_WR)
-            assert _recv_exact(control, 4) == CREATE_DATA_CHANNEL  # the visitor is queued
+            assert recv_exact(control, 4) == CREATE_DATA_CHANNEL  # the visitor is queued
             time.sleep(0.5)  # its EOF reaches the server while it waits
 
             with socket.create_connection(("127.0.0.1", tunnel.control_port), timeout=3) as data:
                 data.sendall(HELLO_DATA + session_key)
-                assert _recv_exact(data, 4) == START_FORWARD_TCP
+                assert recv_exact(data, 4) == START_FORWARD_TCP
                 request = bytearray()
                 while chunk := data.recv(1024):
                     request += chunk
@@ -565,7 +511,7 @@ def test_signal_exits_zero_and_closes_listeners(tmp_path, procs, echo, sig):
     visitor = socket.create_connection(("127.0.0.1", tunnel.service_port), timeout=10)
     with visitor:
         visitor.sendall(b"ping")
-        assert _recv_exact(visitor, 4) == b"ping"
+        assert recv_exact(visitor, 4) == b"ping"
 
         started = time.monotonic()
         assert client.stop(sig, timeout=5) == 0

@@ -19,7 +19,6 @@ import collections
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 import pytest
-from conftest import free_port
+from conftest import free_port, poll_until, run
 
 from ratui.engine import udp
 from ratui.engine.config import parse_config
@@ -62,29 +61,10 @@ from ratui.engine.protocol import (
 from ratui.engine.runtime import Roles, Runtime
 from ratui.engine.state import ControlState, EngineState, Role
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None
-
 TOKEN = "udp-test-token"
 SERVICE = "dns"
 HOST = "127.0.0.1"
 BIG = 65507  # the largest IPv4 UDP payload
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)  # pragma: no cover
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
 
 
 def open_fds() -> int:
@@ -503,7 +483,7 @@ def test_many_visitors_assorted_sizes_each_reply_to_its_own_visitor() -> None:
     async def main() -> None:
         echo, local = await start_echo()
         async with asyncio.timeout(50), Tunnel(local) as t:
-            await wait_until(t.up, what="both roles up")
+            await poll_until(t.up, what="both roles up")
             await wait_udp_up(t.public)
             result = await exchange(t.public, make_payloads(50, 20))
             assert (result.lost, result.misrouted) == (0, 0), result.errors[:5]
@@ -529,7 +509,7 @@ def test_dns_resolver_through_the_tunnel() -> None:
     async def main() -> None:
         dns_server, local = await start_dns()
         async with asyncio.timeout(50), Tunnel(local) as t:
-            await wait_until(t.up, what="both roles up")
+            await poll_until(t.up, what="both roles up")
             await wait_dns_up(t.public)
             await check_dns(t.public)
             assert dns_server.queries >= 3 * len(ZONE) + 2
@@ -549,9 +529,9 @@ def test_idle_mappings_expire_and_sockets_return_to_baseline(
     async def main() -> None:
         _, local = await start_echo()
         async with asyncio.timeout(50), Tunnel(local) as t:
-            await wait_until(t.up, what="both roles up")
+            await poll_until(t.up, what="both roles up")
             await wait_udp_up(t.public)
-            await wait_until(lambda: t.stats(Role.CLIENT).visitors_open == 0, 5, "probe expiry")
+            await poll_until(lambda: t.stats(Role.CLIENT).visitors_open == 0, 5, "probe expiry")
             baseline = open_fds()
             result = await exchange(t.public, make_payloads(50, 4))
             assert (result.lost, result.misrouted) == (0, 0), result.errors[:5]
@@ -560,7 +540,7 @@ def test_idle_mappings_expire_and_sockets_return_to_baseline(
             assert open_fds() == baseline + 50
             assert t.stats(Role.CLIENT).visitors_open == 50
             assert t.stats(Role.SERVER).visitors_open == 50
-            await wait_until(
+            await poll_until(
                 lambda: open_fds() == baseline, 5, f"fds back to {baseline} (now {open_fds()})"
             )
             server, client = t.stats(Role.SERVER), t.stats(Role.CLIENT)
@@ -587,7 +567,7 @@ def test_ipv6_dual_stack_service_socket_uses_mapped_addresses() -> None:
     async def main() -> None:
         _, local = await start_echo()
         async with asyncio.timeout(50), Tunnel(local, bind_host="::") as t:
-            await wait_until(t.up, what="both roles up")
+            await poll_until(t.up, what="both roles up")
             await wait_udp_up(t.public)
             v = await visitor(t.public)
             assert await v.ask(b"mapped") == b"mapped"
@@ -620,8 +600,8 @@ def test_bad_frames_from_the_client_side(caplog: pytest.LogCaptureFixture) -> No
                 DataCmd.START_FORWARD_UDP
             )
             r2, w2 = await fake.data_channel()
-            await wait_until(lambda: t.stats(Role.SERVER).idle_data_channels == 1)
-            await wait_until(lambda: t.stats(Role.SERVER).state is ControlState.UP)
+            await poll_until(lambda: t.stats(Role.SERVER).idle_data_channels == 1)
+            await poll_until(lambda: t.stats(Role.SERVER).state is ControlState.UP)
             a, b = await visitor(t.public), await visitor(t.public)
             dec1 = UdpFrameDecoder()
 
@@ -662,7 +642,7 @@ def test_bad_frames_from_the_client_side(caplog: pytest.LogCaptureFixture) -> No
                 assert await asyncio.wait_for(who.queue.get(), 5) == b"re:" + data
             # The replacement data channel becomes the new spare.
             _, w3 = await fake.data_channel()
-            await wait_until(lambda: t.stats(Role.SERVER).idle_data_channels == 1)
+            await poll_until(lambda: t.stats(Role.SERVER).idle_data_channels == 1)
             assert t.stats(Role.SERVER).state is ControlState.UP
             for s in (a, b):
                 s.close()
@@ -720,7 +700,7 @@ def test_bad_frames_from_the_server_side() -> None:
                 await expect_eof(r1)
                 events = [e.message for e in state.recent_events()]
                 assert sum("malformed UDP frame" in m for m in events) == 1
-                await wait_until(
+                await poll_until(
                     lambda: state.snapshot().service(Role.CLIENT, SERVICE).visitors_open == 0,
                     what="mappings of the closed channel released",
                 )
@@ -750,7 +730,7 @@ def test_full_data_channel_drops_datagrams_instead_of_growing() -> None:
             assert decode_data_cmd(await asyncio.wait_for(r1.readexactly(4), 5)) is (
                 DataCmd.START_FORWARD_UDP
             )
-            await wait_until(lambda: t.stats(Role.SERVER).state is ControlState.UP)
+            await poll_until(lambda: t.stats(Role.SERVER).state is ControlState.UP)
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setblocking(False)
             sock.connect((HOST, t.public))
@@ -830,7 +810,7 @@ def test_visitor_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         _, local = await start_echo()
         async with asyncio.timeout(50), Tunnel(local) as t:
-            await wait_until(t.up, what="both roles up")
+            await poll_until(t.up, what="both roles up")
             await wait_udp_up(t.public)  # the probe: visitor 1 of 3, on both ends
             first = [await visitor(t.public) for _ in range(2)]
             for v in first:

@@ -21,7 +21,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import Procs, free_port, write_config
+from conftest import Procs, free_port, poll_until, write_config
 from test_udp import (
     BIG,
     SERVICE,
@@ -39,7 +39,6 @@ from test_udp import (
     visitor,
     wait_dns_up,
     wait_udp_up,
-    wait_until,
 )
 
 from ratui.engine import udp
@@ -151,9 +150,9 @@ def test_idle_visitors_expire_against_rathole(
                     assert found is not None
                     return found
 
-                await wait_until(lambda: snap().state is ControlState.UP, 20, "ratui up")
+                await poll_until(lambda: snap().state is ControlState.UP, 20, "ratui up")
                 await wait_udp_up(public)
-                await wait_until(lambda: snap().visitors_open == 0, 8, "probe expiry")
+                await poll_until(lambda: snap().visitors_open == 0, 8, "probe expiry")
                 baseline = open_fds()
                 result = await exchange(public, make_payloads(50, 4))
                 assert (result.lost, result.misrouted) == (0, 0), result.errors[:5]
@@ -162,8 +161,8 @@ def test_idle_visitors_expire_against_rathole(
                     assert open_fds() == baseline + 50
                     # rathole asked for 2 data channels and uses one: the other stays idle.
                     assert snap().idle_data_channels == 1
-                await wait_until(lambda: snap().visitors_open == 0, 8, "visitor expiry")
-                await wait_until(lambda: open_fds() == baseline, 5, "fds back to baseline")
+                await poll_until(lambda: snap().visitors_open == 0, 8, "visitor expiry")
+                await poll_until(lambda: open_fds() == baseline, 5, "fds back to baseline")
                 assert snap().visitors_total == 51
                 assert snap().rx == snap().tx > 0
                 # A visitor after the expiry gets a fresh mapping that works.
