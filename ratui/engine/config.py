@@ -852,8 +852,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             raw = f.read()
     except OSError as e:
         raise ConfigError(source, problem=f"cannot read: {e.strerror or e}") from None
+    return parse_config_bytes(raw, source)
+
+
+def parse_config_bytes(data: bytes, source: str) -> Config:
+    """:func:`parse_config` for the bytes of a file (as read by :func:`load_config` or by the
+    config watcher): the text must be UTF-8."""
     try:
-        text = raw.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(
             source, problem=f"cannot read: not UTF-8 text (bad byte at offset {e.start})"

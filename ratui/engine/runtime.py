@@ -21,7 +21,7 @@ from .config import (
     config_diff,
     file_permissions_warning,
     load_config,
-    parse_config,
+    parse_config_bytes,
     split_host_port,
 )
 from .server import Server
@@ -135,7 +135,7 @@ class Runtime:
             if data is None:
                 new = await asyncio.to_thread(load_config, source)
             else:
-                new = parse_bytes(data, source)
+                new = parse_config_bytes(data, source)
         except ConfigError as exc:
             return self.refuse(exc, trigger=trigger)
         return await self.apply(new, trigger=trigger)
@@ -275,17 +275,6 @@ async def _probe_listen(addr: str) -> None:
         raise StartupError(f"cannot listen at {addr}: {exc.strerror or exc}") from None
     probe.close()
     await probe.wait_closed()
-
-
-def parse_bytes(data: bytes, source: str) -> Config:
-    """:func:`load_config` for bytes already read (the watcher's): same checks, same errors."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            source, problem=f"cannot read: not UTF-8 text (bad byte at offset {e.start})"
-        ) from None
-    return parse_config(text, source)
 
 
 def describe_diff(diff: ConfigDiff) -> str:
