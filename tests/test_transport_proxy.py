@@ -23,6 +23,7 @@ from conftest import Proc, Procs, free_port, wait_port, write_config
 from test_transport_noise import client_toml, noise_table, run, server_toml, start
 from test_transport_tls import tls_table
 from test_transport_websocket import echo_roundtrip, ws_table
+from tunnels import echo_check, wait_until
 
 from ratui.engine.channel import Channel
 from ratui.engine.config import TcpTransportConfig
@@ -316,6 +317,9 @@ def test_tunnel_through_a_real_proxy(tmp_path, procs, echo, proxies, identity, k
     tunnel = Tunnel(tmp_path, procs, kind, identity)
     client = tunnel.client(echo.addr, proxies.url(proxy_kind))
     wait_port(tunnel.service, timeout=15)
+    # Readiness first, as the tunnel tests do: under load the first visitor can arrive while
+    # the pool's data channels are still being opened through the proxy.
+    wait_until(lambda: echo_check(tunnel.service, b"ready?"), 15, "an echo through the proxy")
     echo_roundtrip(tunnel.service, 256 * 1024)
     echo_roundtrip(tunnel.service, 10_000)  # another data channel, through the proxy again
     # The proxy carried it, and got the target as a name (resolved by the proxy, not by us).

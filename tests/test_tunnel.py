@@ -101,8 +101,7 @@ def wait_roundtrip(port: int, payload: bytes, timeout: float) -> float:
 
 def wait_ready(port: int, timeout: float = 10.0) -> None:
     """Wait until the tunnel echoes, then give the rest of the pool's data channels a moment
-    to arrive, so that the next visitor is paired at once. (A visitor that half-closes while
-    it waits in the queue is dropped: see test_visitor_half_closing_while_queued_is_served.)"""
+    to arrive, so that the next visitor is paired at once."""
     wait_roundtrip(port, b"ready?", timeout)
     time.sleep(0.2)
 

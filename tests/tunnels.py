@@ -34,10 +34,8 @@ def recv_exact(sock: socket.socket, size: int) -> bytes:
 
 
 def echo_check(port: int, payload: bytes, timeout: float = 5.0) -> bool:
-    """One visitor: send ``payload``, read the same number of bytes back, close. It never
-    half-closes, so it does not trip the queued-visitor EOF bug (see
-    test_tunnel.py::test_visitor_half_closing_while_queued_is_served) while the tunnel is
-    coming up."""
+    """One visitor: send ``payload``, read the same number of bytes back, close; False on any
+    socket error. It never half-closes, so it also works over WebSocket."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             writer = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
