@@ -10,13 +10,12 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Procs, free_port, wait_port, write_config
+from conftest import EchoServer, Procs, free_port, wait_port, write_config
 
 from ratui.engine.proxy_header import V2_SIGNATURE, encode, encode_v1, encode_v2
 
@@ -147,29 +146,16 @@ def read_header(conn: socket.socket) -> tuple[str, tuple[str, int], tuple[str, i
     return "v1", (sip, int(sport)), (dip, int(dport)), rest
 
 
-class ProxyEcho:
+class ProxyEcho(EchoServer):
     """A local service that expects a PROXY header on every connection, records what it said
     (keyed by the source port), then echoes the rest."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.seen: dict[int, tuple[str, tuple[str, int], tuple[str, int]]] = {}
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()  # starts accepting: what the handler records must exist first
 
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
+    def _echo(self, conn: socket.socket) -> None:  # type: ignore[override]
         with conn:
             conn.settimeout(20)
             try:
@@ -181,11 +167,6 @@ class ProxyEcho:
                     conn.sendall(data)
             except (OSError, AssertionError, ValueError) as e:
                 self.errors.append(repr(e))
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(2)
 
 
 @pytest.fixture
