@@ -51,7 +51,7 @@ from .protocol import (
     encode_data_cmd,
     encode_udp_packet,
 )
-from .state import EngineState, EventKind, Level, Role, ServiceStats, VisitorRecord
+from .state import EngineState, EventKind, Level, ServiceStats, VisitorRecord
 
 log = logging.getLogger("ratui.udp")
 
@@ -130,6 +130,11 @@ class Warner:
         self._last = now
         self._suppressed = 0
         self._emit(message, Level.WARNING)
+
+
+def emit_error(state: EngineState, stats: ServiceStats, message: str, level: Level) -> None:
+    """An ERROR event (and log line) about the UDP service that ``stats`` describes."""
+    state.emit(EventKind.ERROR, message, level=level, service=stats.name, role=stats.role)
 
 
 # ------------------------------------------------------------------------ the data channel
@@ -331,13 +336,7 @@ class UdpServer:
         self._warn_size = Warner(self._emit)
 
     def _emit(self, message: str, level: Level = Level.INFO) -> None:
-        self.state.emit(
-            EventKind.ERROR,
-            message,
-            level=level,
-            service=self.cfg.name,
-            role=Role.SERVER,
-        )
+        emit_error(self.state, self.stats, message, level)
 
     # the service socket -----------------------------------------------------------------
     async def bind(self, host: str, port: int) -> None:
@@ -615,13 +614,7 @@ class UdpForwarder:
         self._warn_socket = Warner(self._emit)
 
     def _emit(self, message: str, level: Level = Level.INFO) -> None:
-        self.state.emit(
-            EventKind.ERROR,
-            message,
-            level=level,
-            service=self.cfg.name,
-            role=Role.CLIENT,
-        )
+        emit_error(self.state, self.stats, message, level)
 
     async def start(self) -> None:
         """Resolve ``local_addr`` (once per data channel) and start forwarding."""
