@@ -1,7 +1,8 @@
 """Command line: the same as rathole's where rathole has it (``--server``, ``--client``,
 ``--genkey``, ``CONFIG``), plus ``--demo`` and ``--daemon``, the daemon's own flags
 (``--log-format``, ``--control-socket``, ``--metrics-addr``, each also an environment
-variable, never a config key) and the commands ``attach``, ``status`` and ``service``.
+variable, never a config key) and the commands ``attach``, ``status``, ``service``,
+``init`` and ``pair``.
 Argument parsing only."""
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A reverse tunnel for NAT traversal, compatible with rathole v0.5.",
         epilog="Logs go to stderr; set RATUI_LOG (or RUST_LOG) to debug, info, warn or error. "
         "Other commands: `ratui attach [SOCKET]` (the dashboard of a running daemon), "
-        "`ratui status [SOCKET] [--json]`, `ratui service install [--user] CONFIG`.",
+        "`ratui status [SOCKET] [--json]`, `ratui service install [--user] CONFIG`, "
+        "`ratui init server|client` (write a config), `ratui pair CODE` (a client config from "
+        "a pairing code).",
     )
     parser.add_argument("config", nargs="?", metavar="CONFIG", help="rathole-style TOML config")
     parser.add_argument("-s", "--server", action="store_true", help="run as a server")
@@ -67,10 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Words that start another command instead of naming a config file (``./status`` does that).
-SUBCOMMANDS = ("attach", "status", "service")
+SUBCOMMANDS = ("attach", "status", "service", "init", "pair")
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:
+    if name in ("init", "pair"):
+        from .setup.commands import init_main, pair_main
+
+        return init_main(argv) if name == "init" else pair_main(argv)
     if name == "status":
         from .status import main as status_main
 

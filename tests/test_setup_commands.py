@@ -1,0 +1,282 @@
+"""``ratui init`` and ``ratui pair`` as real subprocesses: the files they write run as real
+tunnels (ratui on both ends, and the reference rathole on either end), and every failure
+ends with its exit status and one line on stderr."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from certs import server_identity
+from conftest import EchoServer, Procs, free_port, roundtrip, wait_port
+from tunnels import echo_check, wait_until
+
+from ratui.engine.config import load_config
+
+CODE = re.compile(r"ratui pair (ratui1:[A-Za-z0-9_-]+)")
+
+
+def ratui(
+    *args: str, env_dir: Path, stdin: int | None = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ratui ARGS`` with its config directory in ``env_dir``."""
+    return subprocess.run(
+        [sys.executable, "-m", "ratui", *args],
+        env={**os.environ, "RATUI_CONFIG_DIR": str(env_dir)},
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ratui: error: "), result.stderr
+    return lines[0]
+
+
+@dataclass
+class Server:
+    """A server config written by ``ratui init server``, and its ports."""
+
+    config: Path
+    code: str
+    control_port: int
+    service_port: int
+
+
+def init_server(tmp_path: Path, *extra: str, udp: bool = False) -> Server:
+    control, public = free_port(), free_port()
+    config = tmp_path / "server" / "server.toml"
+    result = ratui(
+        "init",
+        "server",
+        "--bind",
+        f"127.0.0.1:{control}",
+        "--public-addr",
+        f"127.0.0.1:{control}",
+        "--service",
+        f"echo={public}{'/udp' if udp else ''}",
+        "--output",
+        str(config),
+        *extra,
+        env_dir=tmp_path / "cfg",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    match = CODE.search(result.stdout)
+    assert match, result.stdout
+    assert f"Wrote the server config to {config}." in result.stdout
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    return Server(config, match.group(1), control, public)
+
+
+def pair(tmp_path: Path, server: Server, echo: EchoServer, *extra: str) -> Path:
+    client = tmp_path / "client" / "client.toml"
+    result = ratui(
+        "pair",
+        server.code,
+        str(client),
+        "--local",
+        f"echo={echo.addr}",
+        *extra,
+        env_dir=tmp_path / "cfg",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Wrote the client config to {client}." in result.stdout
+    assert stat.S_IMODE(client.stat().st_mode) == 0o600
+    return client
+
+
+def run_tunnel(procs: Procs, server: Server, client: Path, impls: tuple[str, str]) -> None:
+    """Start both sides and move bytes through the tunnel to the echo service."""
+    getattr(procs, impls[0])("--server", str(server.config))
+    wait_port(server.control_port)
+    getattr(procs, impls[1])("--client", str(client))
+    wait_until(lambda: echo_check(server.service_port, b"ping"), 20, "the tunnel to carry a ping")
+    payload = os.urandom(256 * 1024)
+    assert roundtrip(server.service_port, payload) == payload
+
+
+# end to end ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("transport", ["noise", "tcp"])
+def test_init_then_pair_makes_a_working_tunnel(
+    procs: Procs, tmp_path: Path, echo: EchoServer, transport: str
+) -> None:
+    server = init_server(tmp_path, "--transport", transport)
+    client = pair(tmp_path, server, echo)
+    assert load_config(client).client is not None
+    run_tunnel(procs, server, client, ("ratui", "ratui"))
+
+    # A check while the client runs takes the control channel for a moment; the client
+    # reconnects and the tunnel carries visitors again.
+    check = ratui("pair", "--check", str(client), env_dir=tmp_path / "cfg")
+    assert check.returncode == 0, check.stderr
+    assert "echo: ok" in check.stdout
+    wait_until(lambda: echo_check(server.service_port, b"again"), 20, "the tunnel to come back")
+
+
+def test_tls_init_and_pair_with_a_private_ca(
+    procs: Procs, tmp_path: Path, echo: EchoServer
+) -> None:
+    ident = server_identity(tmp_path / "pki")
+    server = init_server(
+        tmp_path,
+        "--transport",
+        "tls",
+        "--tls-pkcs12",
+        str(ident.pkcs12),
+        "--tls-password",
+        ident.password,
+        "--tls-hostname",
+        "localhost",
+    )
+    client = pair(tmp_path, server, echo, "--tls-trusted-root", str(ident.ca_pem))
+    run_tunnel(procs, server, client, ("ratui", "ratui"))
+    check = ratui("pair", "--check", str(client), env_dir=tmp_path / "cfg")
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("impls", [("rathole", "ratui"), ("ratui", "rathole")])
+def test_generated_configs_run_with_rathole(
+    procs: Procs, tmp_path: Path, echo: EchoServer, impls: tuple[str, str]
+) -> None:
+    server = init_server(tmp_path)  # noise, the default
+    client = pair(tmp_path, server, echo)
+    run_tunnel(procs, server, client, impls)
+
+
+def test_init_client_with_check_against_a_running_server(
+    procs: Procs, tmp_path: Path, echo: EchoServer
+) -> None:
+    server = init_server(tmp_path, udp=True)
+    procs.ratui("--server", str(server.config))
+    wait_port(server.control_port)
+    out = tmp_path / "client.toml"
+    args = ("init", "client", "--code", server.code, "--local", "echo=53", "--output", str(out))
+    result = ratui(*args, "--check", env_dir=tmp_path / "cfg")
+    assert result.returncode == 0, result.stderr
+    assert "echo: ok" in result.stdout
+    client = load_config(out).client
+    assert client is not None
+    assert client.services["echo"].local_addr == "127.0.0.1:53"
+    assert str(client.services["echo"].type) == "udp"
+
+
+def test_check_reports_an_unreachable_server(tmp_path: Path, echo: EchoServer) -> None:
+    server = init_server(tmp_path)  # never started
+    client = pair(tmp_path, server, echo)
+    result = ratui("pair", "--check", str(client), env_dir=tmp_path / "cfg")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert f"cannot reach 127.0.0.1:{server.control_port}: connection refused" in line
+
+
+# defaults, overwriting, prompts -----------------------------------------------------------
+def test_default_path_refuses_overwrite_then_force_keeps_backup(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    args = ("init", "server", "--public-addr", "vps.example.com:2333", "--service", "ssh=5202")
+    first = ratui(*args, env_dir=cfg)
+    assert first.returncode == 0, first.stderr
+    written = cfg / "ratui.toml"
+    original = written.read_text()
+    assert 'bind_addr = "0.0.0.0:5202"' in original
+
+    again = ratui(*args, env_dir=cfg)
+    assert again.returncode == 1
+    assert str(written) in one_error_line(again) and "--force" in again.stderr
+    assert written.read_text() == original
+
+    forced = ratui(*args, "--force", env_dir=cfg)
+    assert forced.returncode == 0, forced.stderr
+    assert f"kept as {cfg / 'ratui.toml.bak'}" in forced.stdout
+    assert (cfg / "ratui.toml.bak").read_text() == original
+    assert written.read_text() != original  # new tokens and keys
+
+
+def test_pair_asks_for_local_addresses_on_a_terminal(tmp_path: Path) -> None:
+    server = init_server(tmp_path)
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, b"not an address\n127.0.0.1:8080\n")
+        result = ratui("pair", server.code, env_dir=tmp_path / "cfg", stdin=terminal)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Where does tcp service 'echo' run here?") == 2
+    assert 'expected "host:port"' in result.stderr
+    client = load_config(tmp_path / "cfg" / "ratui.toml").client
+    assert client is not None and client.services["echo"].local_addr == "127.0.0.1:8080"
+
+
+def test_show_prints_the_same_code_again(tmp_path: Path) -> None:
+    server = init_server(tmp_path)
+    shown = ratui("pair", "--show", str(server.config), env_dir=tmp_path / "cfg")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"ratui pair {server.code}\n"
+    elsewhere = ratui(
+        "pair", "--show", str(server.config), "--public-addr", "vps:1", env_dir=tmp_path / "cfg"
+    )
+    assert elsewhere.returncode == 0 and elsewhere.stdout != shown.stdout
+    missing = ratui("pair", "--show", env_dir=tmp_path / "cfg")
+    assert missing.returncode == 1
+    assert "ratui.toml" in one_error_line(missing)
+
+
+# errors and usage ---------------------------------------------------------------------------
+def test_pair_refuses_damaged_codes(tmp_path: Path) -> None:
+    server = init_server(tmp_path)
+    cfg = tmp_path / "cfg"
+    cases = {
+        server.code[:-10]: "truncated",
+        server.code[:-3] + ("A" if server.code[-3] != "A" else "B") + server.code[-2:]: "altered",
+        "ratui7:" + server.code[7:]: "newer ratui",
+        "hello": "not a ratui pairing code",
+    }
+    for code, words in cases.items():
+        result = ratui("pair", code, "--local", "echo=1", env_dir=cfg)
+        assert result.returncode == 1
+        assert words in one_error_line(result)
+    assert not (cfg / "ratui.toml").exists()
+
+
+def test_pair_without_local_address_off_a_terminal_is_a_usage_error(tmp_path: Path) -> None:
+    server = init_server(tmp_path)
+    result = ratui("pair", server.code, env_dir=tmp_path / "cfg")
+    assert result.returncode == 2
+    assert "no local address for service 'echo': add --local echo=HOST:PORT" in result.stderr
+    unknown = ratui("pair", server.code, "--local", "web=80", env_dir=tmp_path / "cfg")
+    assert unknown.returncode == 1
+    assert "has no service 'web' (it has echo)" in one_error_line(unknown)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("init", "server"), "--service"),
+        (("init", "server", "--service", "ssh"), "expected NAME=PORT"),
+        (("init", "server", "--service", "ssh=99999"), "port number"),
+        (("init", "server", "--service", "a b=22"), "may only hold"),
+        (("init", "server", "--service", "ssh=22/sctp"), "unknown type"),
+        (("init", "server", "--service", "ssh=22", "--bind", "2333"), "--bind"),
+        (("init", "server", "--service", "ssh=22", "--transport", "tls"), "--tls-pkcs12"),
+        (("init", "client", "--local", "a=1"), "--code"),
+        (("init",), "server|client"),
+        (("pair",), "give the pairing code"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
+    result = ratui(*args, env_dir=tmp_path / "cfg")
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert not (tmp_path / "cfg").exists()
