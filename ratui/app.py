@@ -6,7 +6,14 @@ only through ``ratui.engine.state``: it polls :meth:`EngineState.snapshot` twice
 consumes :meth:`EngineState.subscribe` in a worker. The relay never waits for the UI: the
 snapshot is a copy, and the event queue drops its oldest entries rather than block.
 
-``ratui CONFIG`` and ``ratui --demo`` open it on a terminal (see ``ratui.cli``).
+``ratui CONFIG`` and ``ratui --demo`` open it on a terminal (see ``ratui.cli``). Without a
+config it opens on the welcome screen and starts the engine once a wizard wrote a config or
+the user opened one: the same process then runs the tunnel and its dashboard.
+
+Besides watching, the dashboard changes the config it runs: ``e`` edits it (forms or raw
+TOML), saved atomically and applied through the hot-reload path at once (the daemon's, when
+attached); ``p`` shows a pairing code for a client of this server; ``K`` makes keys and
+tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
@@ -30,12 +38,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
 
-from .engine.config import Config
-from .engine.runtime import Roles, Runtime, StartupError
+from .engine.config import Config, ConfigError, load_config, parse_config
+from .engine.runtime import ApplyResult, Roles, Runtime, StartupError, describe_diff
 from .engine.state import EngineState, Event, Level, Role, Snapshot
 from .screens.confirm import ConfirmQuitScreen
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
+from .screens.welcome import WelcomeScreen
 from .widgets.channels import VisitorsTable
 from .widgets.events import LEVELS, EventLog
 from .widgets.header import HeaderBar
@@ -121,12 +130,24 @@ def roles_label(roles: Roles) -> str:
     )
 
 
+def total_role(roles: Roles) -> Role | None:
+    """The role whose services the totals count: the server's when both run (a visitor's
+    bytes cross both roles), else all."""
+    return Role.SERVER if roles.server and roles.client else None
+
+
+#: Actions that act on the dashboard, refused on the other screens (welcome, editor, ...).
+DASHBOARD_ACTIONS = frozenset({"toggle_units", "reload", "copy_command", "edit_config", "pairing"})
+
+
 class RatuiApp(App[int]):
     """The dashboard around one engine.
 
-    ``state`` defaults to a new :class:`EngineState`; ``run_engine=False`` shows a state
-    that something else fills (the snapshot tests build one by hand). ``clock`` gives the
-    wall-clock time used for ages and uptime, so tests can freeze it.
+    ``config`` None opens the welcome screen; :meth:`open_config` (or a wizard) then starts
+    the engine and the dashboard. ``state`` defaults to a new :class:`EngineState`;
+    ``run_engine=False`` shows a state that something else fills (the snapshot tests build one
+    by hand). ``clock`` gives the wall-clock time used for ages and uptime, so tests can
+    freeze it.
     """
 
     TITLE = "ratui"
@@ -139,6 +160,9 @@ class RatuiApp(App[int]):
         Binding("t", "toggle_theme", "Dark or light theme", show=False),
         Binding("r", "reload", "Reload the config file", show=False),
         Binding("y", "copy_command", "Copy the demo's curl command", show=False),
+        Binding("e", "edit_config", "Edit the config", show=False),
+        Binding("p", "pairing", "Pairing code for a client", show=False),
+        Binding("K", "keys", "New keys and tokens", show=False),
     ]
 
     class StopRequested(Message):
@@ -146,8 +170,8 @@ class RatuiApp(App[int]):
 
     def __init__(
         self,
-        config: Config,
-        roles: Roles,
+        config: Config | None,
+        roles: Roles | None = None,
         *,
         demo: bool = False,
         state: EngineState | None = None,
@@ -160,7 +184,7 @@ class RatuiApp(App[int]):
     ) -> None:
         super().__init__()
         self.config = config
-        self.roles = roles
+        self.roles = roles or Roles(server=False, client=False)
         self.demo = demo
         # ``remote``: a daemon's state over its control socket (``ratui attach``), shown
         # instead of an engine of our own; reloads go to the daemon, quitting only detaches.
@@ -172,13 +196,15 @@ class RatuiApp(App[int]):
         self.started_at = clock() if started_at is None else started_at
         self.watch_config = watch_config
         self.runtime: Runtime | None = None
-        self.status = EngineStatus.STARTING if run_engine else EngineStatus.IDLE
+        self.status = (
+            EngineStatus.STARTING if run_engine and config is not None else EngineStatus.IDLE
+        )
         self.startup_error: str | None = None
         self.history = RateHistory()
         self.latest = Snapshot(self.started_at, ())
         self.bits = True
         self.palette: Palette | None = None
-        self.total_role: Role | None = Role.SERVER if roles.server and roles.client else None
+        self.total_role = total_role(self.roles)
         self.events_dropped = 0
         self._page: asyncio.AbstractServer | None = None
         self._watcher: object | None = None
@@ -195,11 +221,13 @@ class RatuiApp(App[int]):
         return hangup_safe(super().get_driver_class())
 
     def get_default_screen(self) -> Screen[None]:
+        if self.config is None:
+            return WelcomeScreen()
         return DashboardScreen(demo_url=self.demo_url)
 
     @property
     def demo_url(self) -> str | None:
-        if not self.demo:
+        if not self.demo or self.config is None:
             return None
         from .demo import public_url
 
@@ -212,9 +240,8 @@ class RatuiApp(App[int]):
 
     @property
     def dashboard(self) -> DashboardScreen:
-        screen = self.screen_stack[0]
-        assert isinstance(screen, DashboardScreen)
-        return screen
+        # The base screen, or the one pushed over the welcome screen once a config runs.
+        return next(s for s in self.screen_stack if isinstance(s, DashboardScreen))
 
     def on_mount(self) -> None:
         if self._initial_theme in self.available_themes:
@@ -223,7 +250,31 @@ class RatuiApp(App[int]):
             self.theme = DARK.name
         self.palette = Palette.from_app(self)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self.run_engine and self.config is not None:
+            self.run_worker(self._start_engine(), name="engine", group="engine")
+
+    def open_config(self, path: str | os.PathLike[str]) -> None:
+        """Load the config at ``path`` (ConfigError if it cannot be used) and run it: the
+        roles its tables ask for, as ``ratui CONFIG`` picks them."""
+        from .cli import choose_roles
+
+        config = load_config(path)
+        self.start(config, choose_roles(config, False, False))
+
+    def start_demo(self) -> None:
+        from .demo import demo_config
+
+        self.start(demo_config(), Roles(server=True, client=True), demo=True)
+
+    def start(self, config: Config, roles: Roles, *, demo: bool = False) -> None:
+        """Leave the welcome screen for the dashboard of ``config`` and start its engine in
+        this process."""
+        self.config, self.roles, self.demo = config, roles, demo
+        self.total_role = total_role(roles)
+        self.started_at = self.clock()
+        self.push_screen(DashboardScreen(demo_url=self.demo_url))
         if self.run_engine:
+            self.status = EngineStatus.STARTING
             self.run_worker(self._start_engine(), name="engine", group="engine")
 
     @on(DashboardScreen.Ready)
@@ -233,16 +284,21 @@ class RatuiApp(App[int]):
         dashboard = self.dashboard
         dashboard.table.palette = self.palette
         dashboard.events_panel.palette = self.palette
-        header = dashboard.query_one(HeaderBar)
-        source = "demo" if self.demo else self.config.source
-        header.show_where(roles_label(self.roles), source, self.palette)
+        self._show_where()
         self.run_worker(self._consume_events(), name="events", group="events")
         self.poll()
         self.set_interval(POLL_INTERVAL, self.poll, name="poll")
 
+    def _show_where(self) -> None:
+        assert self.config is not None and self.palette is not None
+        source = "demo" if self.demo else self.config.source
+        header = self.dashboard.query_one(HeaderBar)
+        header.show_where(roles_label(self.roles), source, self.palette)
+
     async def _start_engine(self) -> None:
         from . import demo as demo_mod
 
+        assert self.config is not None
         self.status = EngineStatus.STARTING
         try:
             if self.demo:
@@ -261,6 +317,7 @@ class RatuiApp(App[int]):
         self.poll()
 
     async def _start_watcher(self) -> None:
+        assert self.config is not None
         if not self.watch_config or self.demo or self.config.source.startswith("<"):
             return
         try:
@@ -384,6 +441,11 @@ class RatuiApp(App[int]):
 
     # ------------------------------------------------------------------ actions
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in DASHBOARD_ACTIONS:
+            return isinstance(self.screen, DashboardScreen)
+        return True
+
     def visitors_connected(self) -> int:
         return sum(
             s.visitors_open
@@ -426,12 +488,15 @@ class RatuiApp(App[int]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
+        from .screens.editor import EditorScreen
+
         sections: dict[str, list[type]] = {
             "Everywhere": [RatuiApp, DashboardScreen],
             "Services table": [ServicesTable],
             "Channels": [VisitorsTable],
             "Event log": [EventLog],
             "Tables and log": [],
+            "Config editor (e)": [EditorScreen],
         }
         self.push_screen(HelpScreen(sections, demo=self.demo))
 
@@ -451,9 +516,7 @@ class RatuiApp(App[int]):
         dashboard = self.dashboard
         dashboard.table.set_palette(self.palette)
         dashboard.events_panel.set_palette(self.palette)
-        header = dashboard.query_one(HeaderBar)
-        source = "demo" if self.demo else self.config.source
-        header.show_where(roles_label(self.roles), source, self.palette)
+        self._show_where()
         self.redraw()
 
     async def action_reload(self) -> None:
@@ -463,6 +526,98 @@ class RatuiApp(App[int]):
             return
         result = await runtime.reload(trigger="r key")
         self.notify(result.message, severity="information" if result.applied else "error")
+
+    # ------------------------------------------------------------------ changing the config
+
+    @property
+    def config_path(self) -> Path | None:
+        """The file the running config came from (None for the demo and in-memory configs)."""
+        if self.config is None or self.demo or self.config.source.startswith("<"):
+            return None
+        return Path(self.config.source)
+
+    async def config_text(self) -> str:
+        """The text of the running config file (the daemon's, when attached)."""
+        if self.remote is not None:
+            return await self.remote.config_text()
+        assert self.config_path is not None
+        return await asyncio.to_thread(self.config_path.read_text, encoding="utf-8")
+
+    async def save_config(self, text: str) -> ApplyResult:
+        """Write ``text`` as the config and apply it to the running tunnel at once.
+
+        The caller validated ``text`` with parse_config. Locally the file is replaced
+        atomically (mode 0600, the previous version kept as ``.bak``) and the engine applies
+        it; attached, the daemon applies and saves it. A toast says what changed."""
+        if self.remote is not None:
+            result = await self.remote.apply(text, persist=True)
+        else:
+            from .setup.files import write_secret_file
+
+            path = self.config_path
+            assert path is not None
+            config = parse_config(text, str(path))
+            await asyncio.to_thread(write_secret_file, path, text, overwrite=True)
+            if self.runtime is None:
+                result = ApplyResult(False, None, "saved; the tunnel is not running")
+            else:
+                result = await self.runtime.apply(config, trigger="editor")
+            if result.applied:
+                self.config = config
+        if result.applied:
+            change = describe_diff(result.diff) if result.diff is not None else result.message
+            self.notify(change, title="Config saved and applied", timeout=6)
+        else:
+            self.notify(result.message, title="Config not applied", severity="error", timeout=8)
+        return result
+
+    async def action_edit_config(self) -> None:
+        from .screens.editor import EditorScreen
+
+        if self.remote is None and self.config_path is None:
+            self.notify("The demo has no config file to edit", severity="warning", timeout=3)
+            return
+        from .remote import RemoteError
+
+        try:
+            text = await self.config_text()
+        except (OSError, UnicodeDecodeError, RemoteError) as exc:
+            self.notify(f"Cannot read the config: {exc}", severity="error")
+            return
+        source = self.remote.info.source if self.remote and self.remote.info else None
+        self.push_screen(EditorScreen(text, source or str(self.config_path)))
+
+    async def action_pairing(self) -> None:
+        from .remote import RemoteError
+        from .screens.pairing import PairingScreen
+        from .setup.generate import read_public_addr
+
+        if not self.roles.server:
+            self.notify("Pairing codes come from a running server", severity="warning")
+            return
+        config, text = self.config, None
+        if self.remote is not None:  # the daemon's file, as it is now
+            try:
+                text = await self.remote.config_text()
+                config = parse_config(text, str(self.remote.path))
+            except (ConfigError, RemoteError) as exc:
+                self.notify(f"Cannot read the daemon's config: {exc}", severity="error")
+                return
+        elif self.config_path is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = await self.config_text()
+        if config is None or config.server is None:
+            self.notify("Pairing codes come from a running server", severity="warning")
+            return
+        # The server wizard notes the address clients dial in the file; else this host's name.
+        public_addr = read_public_addr(text) if text else None
+        self.push_screen(PairingScreen(config.server, public_addr=public_addr))
+
+    def action_keys(self) -> None:
+        from .screens.keys import KeysScreen
+
+        if not isinstance(self.screen, KeysScreen):
+            self.push_screen(KeysScreen())
 
     def action_copy_command(self) -> None:
         url = self.demo_url
@@ -496,6 +651,9 @@ class RatuiApp(App[int]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Keys and tokens", "A new Noise keypair and a new token to copy (K)", self.action_keys
+        )
         if not isinstance(screen, DashboardScreen):
             return
         yield SystemCommand("Help: keys", "List every key binding", self.action_help)
@@ -559,6 +717,17 @@ class RatuiApp(App[int]):
         if not self.demo and (self.runtime or self.remote) is not None:
             yield SystemCommand(
                 "Reload the config file", "Apply the saved config now (r)", self.action_reload
+            )
+            yield SystemCommand(
+                "Edit the config",
+                "Services and transport in forms, or the raw TOML (e)",
+                self.action_edit_config,
+            )
+        if self.roles.server and not self.demo:
+            yield SystemCommand(
+                "Pairing code for a client",
+                "A code that `ratui pair` turns into a client config (p)",
+                self.action_pairing,
             )
         if self.demo:
             yield SystemCommand(
@@ -655,7 +824,8 @@ async def run_until_stopped(app: RatuiApp) -> None:
 
 
 def run_tui(config: Config | None, roles: Roles | None, *, demo: bool = False) -> int:
-    """Run the dashboard until the user quits or a signal arrives; the exit status."""
+    """Run the dashboard (the welcome screen when ``config`` is None) until the user quits or
+    a signal arrives; the exit status."""
     from . import headless
 
     quiet_logging()
@@ -663,7 +833,6 @@ def run_tui(config: Config | None, roles: Roles | None, *, demo: bool = False) -
         from .demo import demo_config
 
         config, roles = demo_config(), Roles(server=True, client=True)
-    assert config is not None and roles is not None
     app = RatuiApp(config, roles, demo=demo)
 
     async def main() -> int:

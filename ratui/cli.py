@@ -195,9 +195,18 @@ def main(argv: list[str] | None = None) -> int:
             return run_tui(None, None, demo=True)
         return headless.run(headless.demo)
     if args.config is None:
-        build_parser().print_usage(sys.stderr)
-        print("ratui: error: give a CONFIG file, --demo or --genkey", file=sys.stderr)
-        return 2
+        from .setup.files import find_config
+
+        found = find_config()
+        if found is None and tui:
+            from .app import run_tui
+
+            return run_tui(None, None)  # the welcome screen: set up, open or demo
+        if found is None:
+            build_parser().print_usage(sys.stderr)
+            print("ratui: error: give a CONFIG file, --demo or --genkey", file=sys.stderr)
+            return 2
+        args.config = str(found)
     try:
         config = load_config(args.config)
         roles = choose_roles(config, args.server, args.client)

@@ -1,0 +1,101 @@
+"""The pairing code of a running server (``p`` on the dashboard): what a client needs to
+reach it, as one line that ``ratui pair CODE`` (or the client wizard) turns into a client
+config. The code holds the service tokens, so it is shown only here and never logged."""
+
+from __future__ import annotations
+
+import socket
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Label, Static, TextArea
+
+from ..engine.config import ServerConfig, split_host_port
+from ..setup.generate import pairing_from_config
+from ..setup.pairing import PairingError, encode
+from .server_wizard import qr_text
+from .wizard import Field
+
+
+def default_public_addr(server: ServerConfig, hostname: str | None = None) -> str:
+    """This host's name with the port clients connect to (the server's ``bind_addr`` port)."""
+    _, port = split_host_port(server.bind_addr)
+    return f"{hostname or socket.gethostname()}:{port}"
+
+
+class PairingScreen(ModalScreen[None]):
+    """Asks for the address clients dial and shows the code for it; ``c`` copies the code,
+    ``y`` the ``ratui pair`` command."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "copy('code')", "Copy the code"),
+        Binding("y", "copy('command')", "Copy the command"),
+        Binding("escape", "dismiss", "Close"),
+    ]
+
+    DEFAULT_CSS = """
+    PairingScreen { align: center middle; background: $background 60%; }
+    PairingScreen > VerticalScroll {
+        width: 78; max-width: 100%; height: auto; max-height: 100%;
+        border: round $primary; border-title-style: bold; background: $surface; padding: 0 1;
+    }
+    PairingScreen .hint { color: $text-muted; }
+    PairingScreen #code { height: auto; max-height: 5; margin-bottom: 1; }
+    PairingScreen #command { margin-bottom: 1; }
+    PairingScreen #qr { width: auto; }
+    """
+
+    def __init__(
+        self, server: ServerConfig, *, public_addr: str | None = None, hostname: str | None = None
+    ) -> None:
+        super().__init__()
+        self.server = server
+        self.initial_addr = public_addr or default_public_addr(server, hostname)
+        self.code = ""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as box:
+            box.border_title = "Pair a client"
+            yield Field(
+                "The address clients dial to reach this server (enter updates the code):",
+                self.initial_addr,
+                id="public-addr",
+            )
+            yield Label("Pairing code (it holds the tokens: share it like a password):")
+            yield TextArea(id="code", read_only=True, compact=True, soft_wrap=True)
+            yield Static("On the client, run (c copies the code, y this command):", classes="hint")
+            yield Static(id="command", markup=False)
+            yield Static(id="qr")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_code(self.initial_addr)
+
+    @on(Input.Submitted, "#public-addr-input")
+    def _addr_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.show_code(event.value.strip())
+
+    def show_code(self, public_addr: str) -> None:
+        field = self.query_one("#public-addr", Field)
+        try:
+            code = encode(pairing_from_config(self.server, public_addr))
+        except (ValueError, PairingError) as exc:
+            field.check(str(exc))
+            code = ""
+        else:
+            field.check(None)
+        self.code = code
+        self.query_one("#code", TextArea).text = code
+        self.query_one("#command", Static).update(f"ratui pair {code}" if code else "")
+        self.query_one("#qr", Static).update(qr_text(code) if code else "")
+
+    def action_copy(self, what: str) -> None:
+        if not self.code:
+            return
+        self.app.copy_to_clipboard(self.code if what == "code" else f"ratui pair {self.code}")
+        self.notify("Copied to the clipboard", timeout=2)
