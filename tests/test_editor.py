@@ -317,6 +317,28 @@ def test_an_invalid_raw_edit_moves_the_cursor_to_the_line_and_writes_nothing(
     run(main())
 
 
+def test_the_line_of_a_raw_mistake_stays_in_view_under_the_problem(tmp_path: Path) -> None:
+    """The problem shown under the text takes rows from it: the cursor's line, at the bottom
+    of the text, must still be visible after it."""
+
+    async def main() -> None:
+        async with running(tmp_path) as s:
+            editor = await open_editor(s)
+            await s.pilot.press("ctrl+t")
+            raw = editor.query_one("#raw", TextArea)
+            raw.move_cursor(raw.document.end)
+            raw.insert("\n# a note\n" * 20 + "[server.services.bad]\nbind_addr = 5202\n")
+            await s.pilot.press("ctrl+s")
+            await s.pilot.pause()
+            assert "[server.services.bad] bind_addr" in str(editor.query_one("#problem").content)
+            line = raw.cursor_location[0]
+            assert raw.document.get_line(line) == "bind_addr = 5202"
+            top, rows = raw.scroll_offset.y, raw.scrollable_content_region.height
+            assert top <= line < top + rows
+
+    run(main())
+
+
 def test_error_line_finds_the_key_in_its_table() -> None:
     text = '[server]\nbind_addr = "x"\n[server.services."a b"]\nbind_addr = "y"\n'
     assert error_line(text, ConfigError("f", 'server.services."a b"', "bind_addr", "p")) == 3

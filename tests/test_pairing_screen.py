@@ -21,6 +21,7 @@ from ratui.engine.config import load_config, parse_config
 from ratui.engine.runtime import Roles
 from ratui.screens.dashboard import DashboardScreen
 from ratui.screens.pairing import PairingScreen
+from ratui.screens.sharing import QrScreen
 from ratui.screens.wizard import FieldError
 from ratui.setup.pairing import PairedService, decode
 
@@ -46,12 +47,14 @@ def test_p_shows_the_code_of_the_running_server(tmp_path: Path) -> None:
                 PairedService("web", "tcp", token),
                 PairedService("ssh", "tcp", token),
             )
-            command = str(screen.query_one("#command").content)
-            assert command == f"ratui pair {screen.code}"
             await s.pilot.press("tab", "y")
-            assert s.app.clipboard == command
+            assert s.app.clipboard == f"ratui pair {screen.code}"
             await s.pilot.press("c")
             assert s.app.clipboard == screen.code
+            await s.pilot.press("r")
+            assert isinstance(s.app.screen, QrScreen) and s.app.screen.code == screen.code
+            await s.pilot.press("escape")
+            assert s.app.screen is screen
 
             addr.value = "vps.example.com"
             addr.focus()

@@ -233,6 +233,21 @@ def test_show_prints_the_same_code_again(tmp_path: Path) -> None:
     assert "ratui.toml" in one_error_line(missing)
 
 
+def test_pair_takes_the_path_after_the_options_and_a_code_copied_off_a_screen(
+    tmp_path: Path,
+) -> None:
+    """The code as a terminal selection of the wizard's box gives it: wrapped, with the
+    frame's side lines and padding; and PATH may come after the options, as users write."""
+    server = init_server(tmp_path)
+    half = len(server.code) // 2
+    framed = f"│ {server.code[:half]}   │\n│ {server.code[half:]}{' ' * half}│"
+    client = tmp_path / "client.toml"
+    result = ratui("pair", framed, "--local", "echo=1", str(client), env_dir=tmp_path / "cfg")
+    assert result.returncode == 0, result.stderr
+    assert f"Wrote the client config to {client}." in result.stdout
+    assert load_config(client).client is not None
+
+
 # errors and usage ---------------------------------------------------------------------------
 def test_pair_refuses_damaged_codes(tmp_path: Path) -> None:
     server = init_server(tmp_path)

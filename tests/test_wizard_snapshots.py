@@ -4,7 +4,8 @@ Tokens and the Noise keypair come from fixed generators handed to the wizard, th
 is given, the config path is relative to a temporary working directory, and the ports are
 fixed, so every screen is the same on every run. Leaving the first server step really binds
 0.0.0.0:2333 for a moment (the check that the port is free); the client's connection test
-really connects to 127.0.0.1:9, where nothing listens, so it shows a refusal. SVGs live under
+really connects to 127.0.0.1:9, where nothing listens, so it shows a refusal (there, and at
+the local address of the TCP service). SVGs live under
 ``snapshots/test_wizard_snapshots/``; refresh with
 ``pytest tests/test_wizard_snapshots.py --snapshot-update`` after looking at them.
 """
@@ -122,6 +123,7 @@ async def client_to_local(pilot: Pilot) -> None:
 
 async def client_to_probe(pilot: Pilot) -> None:
     await client_to_local(pilot)
+    await fill(pilot, "local-0", "127.0.0.1:9")  # not the machine's own ssh, if it runs one
     await pilot.press("ctrl+n")
     probes = pilot.app.screen.query_one(ProbeStep)
     await poll_until(lambda: bool(probes.results), what="the connection test")

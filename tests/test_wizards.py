@@ -22,15 +22,24 @@ from conftest import EchoServer, Procs, free_port, poll_until, run, wait_port
 from textual.pilot import Pilot
 from textual.widgets import Checkbox, Static, TextArea
 from tunnels import echo_check, refused, wait_until
-from wizard_host import PENDING, WizardHost, fill, paste_code
+from wizard_host import PENDING, WizardHost, fill, paste_code, type_ahead
 
 from ratui.app import RatuiApp
 from ratui.engine.config import load_config
+from ratui.genkey import generate_keypair
 from ratui.screens.client_wizard import ClientWizard, CodeArea, ProbeStep
-from ratui.screens.server_wizard import ResultStep, ServerWizard, TokensStep
+from ratui.screens.server_wizard import (
+    ResultStep,
+    ServerWizard,
+    ServicesStep,
+    TokensStep,
+    TransportStep,
+)
+from ratui.screens.sharing import QrScreen, qr_modules
 from ratui.screens.wizard import ConfirmCancel, Field, FieldError, Wizard
 from ratui.setup.generate import ServerDraft, ServiceDraft, pairing_for, server_toml
 from ratui.setup.pairing import PairedService, PairingError, decode, encode
+from ratui.setup.tokens import new_token
 
 SIZE = (80, 24)
 
@@ -110,9 +119,10 @@ def make_server(path: Path, control: int, services: list[tuple[str, int]]) -> st
         result = app.screen.query_one(ResultStep)
         code = app.screen.query_one("#code", TextArea).text
         assert code == result.code
-        assert f"ratui pair {code}" in str(app.screen.query_one("#next-steps", Static).content)
         await pilot.press("c")
         assert app.clipboard == code
+        await pilot.press("y")
+        assert app.clipboard == f"ratui pair {code}"
         await pilot.press("ctrl+n")
 
     app = drive(ServerWizard(path), body)
@@ -199,13 +209,22 @@ def test_connection_test_names_a_wrong_token_an_unknown_service_and_a_stopped_se
 
     server.stop()
 
+    nowhere = f"127.0.0.1:{free_port()}"
+
     async def body(pilot: Pilot, app: WizardHost) -> None:
-        await pilot.press("ctrl+n", "ctrl+n")
+        await pilot.press("ctrl+n")
+        await fill(pilot, "local-0", nowhere)
+        await pilot.press("ctrl+n")
         probes = app.screen.query_one(ProbeStep)
         await poll_until(lambda: bool(probes.results), what="the connection test")
         await pilot.pause()
         text = str(app.screen.query_one("#results", Static).content)
-        assert text == f"✗ echo: cannot reach 127.0.0.1:{control}: connection refused"
+        assert text.splitlines() == [
+            f"✗ echo: cannot reach 127.0.0.1:{control}: connection refused",
+            # The other end too: nothing runs at the local address given.
+            f"  ! here, nothing answers at {nowhere}: connection refused: start the service, "
+            "or go back (ctrl+b) and change the address",
+        ]
         # Going on despite the failure writes the config all the same.
         await pilot.press("ctrl+n", "ctrl+n")
 
@@ -479,3 +498,174 @@ def test_the_welcome_screen_of_ratui_opens_the_server_wizard_and_runs_its_config
 
     run(main())
     assert app.config is not None and app.config.source == str(config_dir / "ratui.toml")
+
+
+# --------------------------------------------------------------------- the keyboard over SSH
+
+
+def services_of(app: WizardHost) -> list[tuple[str, int]]:
+    return [(s.name, s.port) for s in app.screen.query_one(ServicesStep).services]
+
+
+def test_keys_typed_right_after_tab_or_enter_go_to_the_next_field(tmp_path: Path) -> None:
+    """A terminal read can hold a Tab and the keys typed after it: those keys belong to the
+    field that Tab moved to, not to the one it left."""
+    control, web, ssh = free_port(), free_port(), free_port()
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await fill(pilot, "bind", f"127.0.0.1:{control}")
+        await type_ahead(pilot, "enter", "ctrl+u", *f"127.0.0.1:{control}", "enter")
+        assert step_title(pilot) == "Step 2 of 5 · Transport"
+        await pilot.press("ctrl+n")
+        await type_ahead(pilot, *"web", "tab", "tab", *str(web), "enter")
+        await type_ahead(pilot, *"ssh", "tab", "tab", *str(ssh), "enter", *"x")
+        assert services_of(app) == [("web", web), ("ssh", ssh)]
+        assert app.screen.query_one("#name", Field).value == "x"
+        await type_ahead(pilot, "backspace", "shift+tab", "shift+tab", "shift+tab", *"7")
+        assert app.screen.query_one("#name", Field).value == ""
+
+    app = drive(ServerWizard(tmp_path / "server.toml", hostname="vps"), body)
+    assert app.result is PENDING
+
+
+def test_enter_goes_on_from_the_last_field_instead_of_to_cancel(tmp_path: Path) -> None:
+    """Enter, Enter from the first field of a step moves to the next step; it never presses
+    Cancel."""
+    control = free_port()
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await fill(pilot, "bind", f"127.0.0.1:{control}")
+        await pilot.press("enter", "enter")
+        assert isinstance(app.screen, ServerWizard)
+        assert step_title(pilot) == "Step 2 of 5 · Transport"
+
+    drive(ServerWizard(tmp_path / "server.toml", hostname="vps"), body)
+
+
+def test_enter_on_the_transport_step_keeps_the_chosen_transport(tmp_path: Path) -> None:
+    """The choices' cursor starts on the chosen one (Noise), so Enter does not switch to plain
+    TCP; Enter, Enter goes on with Noise."""
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await fill(pilot, "bind", f"127.0.0.1:{free_port()}")
+        await pilot.press("ctrl+n", "enter")
+        assert app.screen.query_one(TransportStep).kind == "noise"
+        await pilot.press("enter")
+        assert step_title(pilot) == "Step 3 of 5 · Services"
+        await pilot.press("ctrl+b", "down", "enter")
+        assert app.screen.query_one(TransportStep).kind == "tls"
+        await pilot.press("enter")  # on to the TLS fields, not to the next step
+        assert step_title(pilot) == "Step 2 of 5 · Transport"
+        assert app.screen.focused is app.screen.query_one("#pkcs12-input")
+
+    drive(ServerWizard(tmp_path / "server.toml", hostname="vps"), body)
+
+
+def test_enter_in_an_empty_service_form_goes_on_once_there_is_a_service(
+    tmp_path: Path,
+) -> None:
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await fill(pilot, "bind", f"127.0.0.1:{free_port()}")
+        await pilot.press("ctrl+n", "ctrl+n")
+        await pilot.press("enter")  # no service yet: says what is missing
+        assert step_title(pilot) == "Step 3 of 5 · Services"
+        assert error_of(pilot, "services") == "add at least one service"
+        await type_ahead(pilot, *"web", "tab", "tab", *str(free_port()), "enter", "enter")
+        assert step_title(pilot) == "Step 4 of 5 · Tokens"
+
+    drive(ServerWizard(tmp_path / "server.toml", hostname="vps"), body)
+
+
+def test_an_error_goes_once_its_field_is_edited(tmp_path: Path) -> None:
+    code = encode(
+        pairing_for(
+            ServerDraft(
+                bind_addr="0.0.0.0:2333",
+                public_addr="vps.example.com:2333",
+                transport="tcp",
+                services=(ServiceDraft("ssh", bind_addr="0.0.0.0:5202"),),
+                default_token="t" * 24,
+            )
+        )
+    )
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        # Typed (not pasted) with a line break: Enter comes before the rest of the code.
+        await type_ahead(pilot, *code[:50], "enter", *code[50:])
+        assert app.screen.query_one(CodeArea).text == code
+        assert error_of(pilot, "code") == ""
+        await pilot.press("enter")
+        assert step_title(pilot) == "Step 2 of 4 · Local services"
+        await fill(pilot, "local-0", "nowhere")
+        await pilot.press("ctrl+n")
+        assert error_of(pilot, "local-0").startswith('expected "host:port"')
+        await pilot.press("backspace")
+        assert error_of(pilot, "local-0") == ""
+
+    drive(ClientWizard(tmp_path / "client.toml"), body)
+
+
+def test_home_and_end_edit_the_field_without_leaving_the_wizard(tmp_path: Path) -> None:
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await type_ahead(pilot, "home", *"1", "end", *"9", "left", "backspace", *"4")
+        assert isinstance(app.screen, ServerWizard)
+        assert app.screen.query_one("#bind", Field).value == "10.0.0.0:23349"
+
+    drive(ServerWizard(tmp_path / "server.toml", hostname="vps"), body)
+
+
+@pytest.mark.parametrize(("size", "fits"), [((80, 24), True), ((120, 40), True), ((80, 20), False)])
+def test_the_qr_code_is_shown_whole_on_its_own_screen(
+    tmp_path: Path, size: tuple[int, int], fits: bool
+) -> None:
+    """A one-service Noise code needs 45 modules: 24 rows with a quiet zone of 1, so it is
+    drawn whole at 80x24; a smaller window says what size it needs instead of a cut code."""
+    private, public = generate_keypair()
+    code = encode(
+        pairing_for(
+            ServerDraft(
+                bind_addr="0.0.0.0:2333",
+                public_addr="vps.example.com:2333",
+                transport="noise",
+                services=(ServiceDraft("ssh", bind_addr="0.0.0.0:5202"),),
+                default_token=new_token(),
+                noise_private_key=private,
+                noise_public_key=public,
+            )
+        )
+    )
+    assert qr_modules(code) and len(qr_modules(code)) == 45
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        app.push_screen(QrScreen(code))
+        await pilot.pause()
+        qr = app.screen.query_one("#qr", Static)
+        assert qr.display == fits
+        if fits:
+            assert qr.region.height == len(str(qr.content).splitlines()) <= size[1]
+            assert qr.region.width <= size[0] and qr.region.y >= 0
+        else:
+            message = str(app.screen.query_one("#too-small", Static).content)
+            assert "needs a window of at least 47x24 characters; this one is 80x20" in message
+        await pilot.press("r")
+        assert isinstance(app.screen, Wizard)
+
+    app = WizardHost(ServerWizard(tmp_path / "server.toml", hostname="vps"))
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await body(pilot, app)
+
+    run(main())
+
+
+def test_tab_from_the_last_field_goes_to_next_not_to_cancel(tmp_path: Path) -> None:
+    """Tab, Enter from the last field must not ask to cancel; escape (or a click) cancels."""
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await pilot.press("tab", "tab")
+        assert app.screen.focused is app.screen.query_one("#next")
+        assert app.screen.query_one("#cancel") not in app.screen.focus_chain
+
+    drive(ServerWizard(tmp_path / "server.toml", hostname="vps"), body)

@@ -3,16 +3,19 @@ host for the wizards, and a way to look at them by hand::
 
     python tests/wizard_host.py server|client CONFIG [CODE]
 
-Also the pilot's two ways of typing into a wizard: into a field, and a paste of a code.
+Also the pilot's ways of typing into a wizard: into a field, a paste of a code, and keys that
+arrive together (:func:`type_ahead`).
 """
 
 from __future__ import annotations
 
 import sys
+import unicodedata
 from pathlib import Path
 
 from textual import events
 from textual.app import App
+from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
 from textual.pilot import Pilot
 from textual.screen import Screen
 
@@ -57,6 +60,30 @@ async def paste(pilot: Pilot, text: str) -> None:
     widget."""
     pilot.app.post_message(events.Paste(text))
     await pilot.pause()
+
+
+async def type_ahead(pilot: Pilot, *keys: str) -> None:
+    """``keys`` (named as for ``pilot.press``: ``*"web"`` types a word) queued all at once,
+    before the app handles the first: what one terminal read holds when a fast typist or a
+    high-latency SSH link delivers several keys together."""
+    driver = pilot.app._driver
+    assert driver is not None
+    for key in keys:
+        driver.send_message(_key_event(key))
+    await pilot.pause()
+    await pilot.pause()
+
+
+def _key_event(key: str) -> events.Key:
+    """The event a terminal's key press becomes (as ``pilot.press`` makes it)."""
+    if len(key) == 1 and not key.isalnum():
+        key = _character_to_key(key)
+    try:
+        name = _get_unicode_name_from_key(REPLACED_KEYS.get(key, key))
+        char: str | None = unicodedata.lookup(name)
+    except KeyError:
+        char = key if len(key) == 1 else None
+    return events.Key(key, char)
 
 
 if __name__ == "__main__":

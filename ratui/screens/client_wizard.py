@@ -2,7 +2,8 @@
 
 Steps: paste the pairing code the server's setup printed (a truncated or altered code is
 refused with the reason), choose the local address each service forwards to, test the
-connection of each service against the real server, then review and write.
+connection of each service against the real server (and that something answers at each local
+address), then review and write.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import socket
 from pathlib import Path
 
-from textual import events, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
@@ -19,8 +20,8 @@ from textual.widgets import Button, Static, TextArea
 
 from ..engine.config import parse_config
 from ..setup.generate import client_toml
-from ..setup.pairing import Pairing, PairingError, decode
-from ..setup.probe import ProbeResult, probe
+from ..setup.pairing import PREFIX, Pairing, PairingError, decode
+from ..setup.probe import ProbeResult, local_problem, probe
 from ..setup.validate import validate_addr
 from .wizard import Field, FieldError, ReviewStep, Step, Wizard
 
@@ -39,15 +40,12 @@ def suggested_local_port(name: str, kind: str) -> int:
 
 
 class CodeArea(TextArea):
-    """The pairing code box: Enter goes on (a code never needs a line break)."""
+    """The pairing code box (Enter in it goes on, as in every wizard field: a code never needs
+    a line break). Pasting a whole code replaces what is there, such as an earlier paste."""
 
-    async def _on_key(self, event: events.Key) -> None:
-        if event.key == "enter":
-            event.stop()
-            event.prevent_default()
-            await self.screen.run_action("next")
-        else:
-            await super()._on_key(event)
+    def _on_paste(self, event: events.Paste) -> None:
+        if PREFIX in "".join(event.text.split()):
+            self.clear()
 
 
 class CodeStep(Step):
@@ -68,8 +66,18 @@ class CodeStep(Step):
             "Line breaks that the terminal added do not matter.",
             classes="hint",
         )
-        yield CodeArea(self.code, id="code", soft_wrap=True, compact=True)
+        yield CodeArea(
+            self.code,
+            id="code",
+            soft_wrap=True,
+            compact=True,
+            placeholder=f"{PREFIX}… (paste it here)",
+        )
         yield FieldError(id="code-error")
+
+    @on(TextArea.Changed)
+    def _edited(self) -> None:
+        self.query_one("#code-error", FieldError).show(None)
 
     async def leave(self) -> bool:
         try:
@@ -138,7 +146,9 @@ class LocalAddrStep(Step):
 
 
 class ProbeStep(Step):
-    """Connects to the server once per service, as the client will, and says what failed."""
+    """Connects to the server once per service, as the client will, and says what failed;
+    warns of a TCP service whose local address nothing answers at (visitors would get a closed
+    connection)."""
 
     title = "Connection test"
 
@@ -151,6 +161,8 @@ class ProbeStep(Step):
         super().__init__()
         self.timeout = timeout
         self.results: dict[str, ProbeResult] = {}
+        #: Why nothing answers at each service's local address (None: something does).
+        self.local: dict[str, str | None] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="about", classes="hint", markup=False)
@@ -181,11 +193,14 @@ class ProbeStep(Step):
         assert isinstance(wizard, ClientWizard)
         client = parse_config(wizard.toml(), source="<client setup>").client
         assert client is not None
-        self.results = {}
+        self.results, self.local = {}, {}
         self._show(list(client.services))
-        results = await asyncio.gather(
-            *(probe(client, name, timeout=self.timeout) for name in client.services)
+        services = client.services.values()
+        results, local = await asyncio.gather(
+            asyncio.gather(*(probe(client, svc.name, timeout=self.timeout) for svc in services)),
+            asyncio.gather(*(local_problem(svc) for svc in services)),
         )
+        self.local = dict(zip(client.services, local, strict=True))
         self.results = {r.service: r for r in results}
         self._show(list(client.services))
 
@@ -201,6 +216,14 @@ class ProbeStep(Step):
                 lines.append(
                     Content.from_markup(
                         "[$text-error]✗[/] $name: $problem", name=name, problem=result.problem
+                    )
+                )
+            if result is not None and (local := self.local.get(name)):
+                lines.append(
+                    Content.from_markup(
+                        "  [$text-warning]![/] here, $problem: start the service, or go back "
+                        "(ctrl+b) and change the address",
+                        problem=local,
                     )
                 )
         self.query_one("#results", Static).update(Content("\n").join(lines))

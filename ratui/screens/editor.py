@@ -192,6 +192,8 @@ class EditorScreen(Screen[None]):
     def _move_cursor(self, line: int) -> None:
         self.raw.move_cursor((line, 0))
         self.raw.focus()
+        # Once the problem under the text has taken its rows, the line may be out of view.
+        self.raw.call_after_refresh(self.raw.scroll_cursor_visible)
 
     def action_close(self) -> None:
         text = self.raw.text if self.mode == RAW else self.forms.doc.as_string()

@@ -1,6 +1,7 @@
 """The pairing code of a running server (``p`` on the dashboard): what a client needs to
 reach it, as one line that ``ratui pair CODE`` (or the client wizard) turns into a client
-config. The code holds the service tokens, so it is shown only here and never logged."""
+config; ``r`` shows its QR code. The code holds the service tokens, so it is shown only here
+and never logged."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from textual.widgets import Footer, Input, Label, Static, TextArea
 from ..engine.config import ServerConfig, split_host_port
 from ..setup.generate import pairing_from_config
 from ..setup.pairing import PairingError, encode
-from .server_wizard import qr_text
+from .sharing import QrScreen, copy_code
 from .wizard import Field
 
 
@@ -29,11 +30,12 @@ def default_public_addr(server: ServerConfig, hostname: str | None = None) -> st
 
 class PairingScreen(ModalScreen[None]):
     """Asks for the address clients dial and shows the code for it; ``c`` copies the code,
-    ``y`` the ``ratui pair`` command."""
+    ``y`` the ``ratui pair`` command, ``r`` shows the QR code."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy('code')", "Copy the code"),
         Binding("y", "copy('command')", "Copy the command"),
+        Binding("r", "show_qr", "QR code"),
         Binding("escape", "dismiss", "Close"),
     ]
 
@@ -45,8 +47,6 @@ class PairingScreen(ModalScreen[None]):
     }
     PairingScreen .hint { color: $text-muted; }
     PairingScreen #code { height: auto; max-height: 5; margin-bottom: 1; }
-    PairingScreen #command { margin-bottom: 1; }
-    PairingScreen #qr { width: auto; }
     """
 
     def __init__(
@@ -67,9 +67,11 @@ class PairingScreen(ModalScreen[None]):
             )
             yield Label("Pairing code (it holds the tokens: share it like a password):")
             yield TextArea(id="code", read_only=True, compact=True, soft_wrap=True)
-            yield Static("On the client, run (c copies the code, y this command):", classes="hint")
-            yield Static(id="command", markup=False)
-            yield Static(id="qr")
+            yield Static(
+                "On the client, run  ratui pair CODE  (c copies the code, y the whole command, "
+                "r shows a QR code), or paste the code into ratui's client setup there.",
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -91,11 +93,15 @@ class PairingScreen(ModalScreen[None]):
             field.check(None)
         self.code = code
         self.query_one("#code", TextArea).text = code
-        self.query_one("#command", Static).update(f"ratui pair {code}" if code else "")
-        self.query_one("#qr", Static).update(qr_text(code) if code else "")
 
     def action_copy(self, what: str) -> None:
-        if not self.code:
-            return
-        self.app.copy_to_clipboard(self.code if what == "code" else f"ratui pair {self.code}")
-        self.notify("Copied to the clipboard", timeout=2)
+        if self.code:
+            copy_code(self, self.code if what == "code" else self.command)
+
+    @property
+    def command(self) -> str:
+        return f"ratui pair {self.code}"
+
+    def action_show_qr(self) -> None:
+        if self.code:
+            self.app.push_screen(QrScreen(self.code))

@@ -2,8 +2,8 @@
 
 Steps: where clients connect (the port is checked free by binding it), the transport (a Noise
 keypair is generated; a TLS identity is opened to check it), the services visitors reach, the
-tokens, then review and write. A result page shows the pairing code (copy with ``c``, or scan
-its QR code) and the ``ratui pair`` command to run on the client.
+tokens, then review and write. A result page shows the pairing code (``c`` copies it, ``y``
+the ``ratui pair`` command to run on the client, ``r`` shows its QR code).
 
 Random values come from injectable generators (``new_token``, ``keypair``) and the default
 public address from ``hostname``, so tests can make every screen the same on every run.
@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import segno
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static, TextArea
 
 from ..engine.config import split_host_port
@@ -34,7 +33,8 @@ from ..setup.generate import ServerDraft, ServiceDraft, pairing_for, server_toml
 from ..setup.pairing import encode
 from ..setup.tokens import new_token as default_new_token
 from ..setup.validate import validate_addr, validate_name, validate_port
-from .wizard import Field, FieldError, ReviewStep, Step, Wizard
+from .sharing import QrScreen, copy_code
+from .wizard import Choices, Field, FieldError, ReviewStep, Step, Wizard
 
 DEFAULT_CONTROL_PORT = 2333
 TRANSPORTS = ("tcp", "noise", "tls")
@@ -64,23 +64,6 @@ def bind_problem(host: str, port: int, kind: str = "tcp") -> str | None:
                 return f"{host} is not an address of this machine"
             return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
     return None
-
-
-def qr_text(data: str) -> Text:
-    """``data`` as a QR code drawn with half blocks (two modules per character row), dark
-    modules on white whatever the terminal's colours, with the quiet zone scanners need."""
-    matrix = [list(row) for row in segno.make(data, error="l", micro=False).matrix]
-    border = 2
-    width = len(matrix[0]) + 2 * border
-    light = [0] * width
-    rows = [light] * border + [[0] * border + r + [0] * border for r in matrix]
-    rows += [light] * (border + len(rows) % 2)
-    glyphs = {(0, 0): " ", (1, 0): "▀", (0, 1): "▄", (1, 1): "█"}
-    lines = [
-        "".join(glyphs[(top, bottom)] for top, bottom in zip(upper, lower, strict=True))
-        for upper, lower in zip(rows[::2], rows[1::2], strict=True)
-    ]
-    return Text("\n".join(lines), style="#000000 on #ffffff", no_wrap=True)
 
 
 class ListenStep(Step):
@@ -159,7 +142,7 @@ class TransportStep(Step):
         self.keys: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
-        with RadioSet(id="transport"):
+        with Choices(id="transport"):
             for kind in TRANSPORTS:
                 yield RadioButton(
                     f"{kind}: {self.CHOICES[kind]}", value=kind == "noise", id=f"kind-{kind}"
@@ -259,7 +242,8 @@ class ServicesStep(Step):
     def compose(self) -> ComposeResult:
         yield Static(
             "Each service is a public port on this server; visitors to it reach a service at "
-            "home. Add one or more (Enter in the port field adds).",
+            "home. Add one or more (Enter in the port field adds; Enter in an empty form goes "
+            "on).",
             classes="hint",
         )
         yield Vertical(id="list")
@@ -296,10 +280,22 @@ class ServicesStep(Step):
             for i, service in enumerate(self.services)
         )
 
-    @on(Input.Submitted, "#port-input")
+    async def submit(self, widget: Widget) -> None:
+        """Enter in the port field adds the service; in an empty form, it goes on."""
+        name, port = self.query_one("#name", Field).value, self.query_one("#port", Field).value
+        if not (name or port):
+            await self.wizard.action_next()
+        elif widget.id == "port-input":
+            await self._add_service()
+        else:
+            await super().submit(widget)
+
     @on(Button.Pressed, "#add")
-    async def _add(self, event: Input.Submitted | Button.Pressed) -> None:
+    async def _add(self, event: Button.Pressed) -> None:
         event.stop()
+        await self._add_service()
+
+    async def _add_service(self) -> None:
         name_field, port_field = self.query_one("#name", Field), self.query_one("#port", Field)
         kind = str(self.query_one("#type", Select).value)
         name_problem = validate_name(name_field.value)
@@ -314,8 +310,8 @@ class ServicesStep(Step):
         self.services.append(PlannedService(name_field.value, kind, int(port_field.value)))
         name_field.value = port_field.value = ""
         self.query_one("#services-error", FieldError).show(None)
+        self.screen.set_focus(name_field.input)  # now: the next keys are the next name
         await self._refresh_list()
-        name_field.input.focus()
 
     def _port_problem(self, port: int, kind: str) -> str | None:
         listen = self.wizard.query_one(ListenStep)
@@ -371,7 +367,7 @@ class TokensStep(Step):
             "code and in both config files.",
             classes="hint",
         )
-        with RadioSet(id="token-mode"):
+        with Choices(id="token-mode"):
             yield RadioButton("One token for every service", value=True, id="mode-default")
             yield RadioButton("One token per service", id="mode-each")
         yield Button("Regenerate (new random tokens)", id="regenerate", compact=True)
@@ -434,17 +430,23 @@ class TokensStep(Step):
 
 
 class ResultStep(Step):
-    """What was written, the pairing code and the command for the client."""
+    """What was written, the pairing code and the command for the client; the code's QR code
+    on a screen of its own (``r``)."""
 
     title = "Done: the server config is written"
     next_label = "Done"
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "copy", "Copy the pairing code")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "copy('code')", "Copy the pairing code"),
+        Binding("y", "copy('command')", "Copy the ratui pair command"),
+        Binding("r", "show_qr", "Show the QR code"),
+    ]
 
     DEFAULT_CSS = """
+    ResultStep #written { margin-bottom: 1; }
     ResultStep #code { height: auto; max-height: 6; margin-bottom: 1; }
-    ResultStep #copy { margin-bottom: 1; }
-    ResultStep #qr { width: auto; margin-bottom: 1; }
+    ResultStep #actions { height: 1; margin-bottom: 1; }
+    ResultStep #actions Button { margin-right: 2; }
     """
 
     def __init__(self) -> None:
@@ -453,11 +455,18 @@ class ResultStep(Step):
 
     def compose(self) -> ComposeResult:
         yield Static(id="written", markup=False)
-        yield Label("Pairing code (select it, or press c to copy it):")
+        yield Label("Pairing code (it holds the tokens: share it only with the client's machine):")
         yield TextArea(id="code", read_only=True, compact=True, soft_wrap=True)
-        yield Button("Copy the pairing code (c)", id="copy", compact=True)
-        yield Static(id="next-steps", markup=False)
-        yield Static(id="qr")
+        with Horizontal(id="actions"):
+            yield Button("Copy the code (c)", id="copy-code", compact=True)
+            yield Button("Copy the command (y)", id="copy-command", compact=True)
+            yield Button("QR code (r)", id="qr", compact=True)
+        yield Static(
+            "On the client, run  ratui pair CODE  (y copies it with the code), or choose "
+            '"Set up a client" in ratui there and paste the code.',
+            id="next-steps",
+            markup=False,
+        )
 
     async def enter(self) -> None:
         wizard = self.wizard
@@ -465,24 +474,30 @@ class ResultStep(Step):
         self.code = encode(pairing_for(wizard.draft()))
         self.query_one("#written", Static).update(
             f"Written to {wizard.result_path} (mode 0600).\n"
-            f"Start the server: ratui --server {wizard.result_path}\n"
+            f"Start the server: ratui --server {wizard.result_path}"
         )
         self.query_one("#code", TextArea).text = self.code
-        self.query_one("#next-steps", Static).update(
-            "On the client, run:\n\n"
-            f"  ratui pair {self.code}\n\n"
-            "or paste the code into ratui's client setup. The code holds the tokens: share "
-            "it only with the client's machine. Or scan it:"
-        )
-        self.query_one("#qr", Static).update(qr_text(self.code))
+
+    @property
+    def command(self) -> str:
+        return f"ratui pair {self.code}"
 
     def focus_first(self) -> None:
-        self.query_one("#copy", Button).focus()
+        self.screen.set_focus(self.query_one("#copy-code", Button))
 
-    @on(Button.Pressed, "#copy")
-    def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self.code)
-        self.notify("Pairing code copied to the clipboard")
+    @on(Button.Pressed, "#actions Button")
+    async def _action_button(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "qr":
+            self.action_show_qr()
+        else:
+            self.action_copy((event.button.id or "").removeprefix("copy-"))
+
+    def action_copy(self, what: str) -> None:
+        copy_code(self, self.code if what == "code" else self.command)
+
+    def action_show_qr(self) -> None:
+        self.app.push_screen(QrScreen(self.code))
 
 
 class ServerWizard(Wizard):

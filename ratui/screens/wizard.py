@@ -4,7 +4,16 @@ A :class:`Wizard` is a full-window modal screen that shows one :class:`Step` at 
 "Step i of n" title, with Cancel / Back / Next buttons at the bottom (also ``escape``,
 ``ctrl+b`` and ``ctrl+n``). Leaving a step forward asks the step to check itself: a step shows
 each problem in place, under the field it is about (:class:`Field`), and stays until it is
-fixed. Going back never checks. Cancelling asks first once something was typed.
+fixed (or edited). Going back never checks. Cancelling asks first once something was typed.
+
+Enter in a field moves to the next one, and from the last field of a step to the next step.
+
+Keys over SSH often arrive several to a read. Textual hands each key to the focused widget
+before the previous one has finished bubbling up to the bindings, so a key typed right after
+Tab would land in the field Tab is leaving, and one typed after Home before the cursor moved.
+So the wizard moves the focus in priority bindings (decided before the next key is handed
+out), lets the focused field take the keys it was already handed before checking a step, and
+:class:`FieldInput` runs its editing keys itself, in order with the typed text.
 
 The wizard dismisses with the path of the config it wrote, or ``None`` when cancelled, so it
 can be pushed onto any app. :class:`ReviewStep` is the last step of both wizards: it shows the
@@ -13,18 +22,30 @@ TOML and where it goes, asks before replacing a file, and writes it with mode 06
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
+from textual._context import active_message_pump
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, ContentSwitcher, Input, Label, Static, TextArea
+from textual.widgets import (
+    Button,
+    Checkbox,
+    ContentSwitcher,
+    Input,
+    Label,
+    RadioSet,
+    Static,
+    TextArea,
+)
 
 from ..setup.files import ExistingFileError, write_secret_file
 
@@ -50,8 +71,42 @@ class FieldError(Static):
         return str(self.content)
 
 
+class FieldInput(Input):
+    """An input that runs its own key bindings (Home, End, arrows, Backspace...) as the keys
+    come, in order with the text typed around them; see the module docstring."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        bindings = self._bindings.key_to_bindings.get(event.key, ())
+        action = next((b.action for b in bindings if b.action != "submit"), None)
+        if action is not None:
+            event.stop()
+            event.prevent_default()
+            await self.run_action(action)
+
+
+class Choices(RadioSet):
+    """A radio set whose cursor starts on the chosen button, so that Enter keeps the choice
+    (Textual's starts on the first button, and Enter would press that one). RadioSet has no
+    public way to place its cursor: this sets its ``_selected``."""
+
+    def on_mount(self) -> None:
+        self.call_later(self._cursor_to_choice)  # after RadioSet's mount put it on the first
+
+    def _on_focus(self) -> None:
+        self._cursor_to_choice()
+
+    def _cursor_to_choice(self) -> None:
+        if self.pressed_index >= 0:
+            self._selected = self.pressed_index
+
+    @property
+    def cursor_on_choice(self) -> bool:
+        return self._selected == self.pressed_index
+
+
 class Field(Vertical):
-    """A labelled one-line input with its error shown in place under it."""
+    """A labelled one-line input with its error shown in place under it; the error goes once
+    the text is edited."""
 
     DEFAULT_CSS = """
     Field { height: auto; margin-bottom: 1; }
@@ -69,7 +124,7 @@ class Field(Vertical):
     ) -> None:
         super().__init__(id=id)
         self.label = label
-        self.input = Input(
+        self.input = FieldInput(
             value, placeholder=placeholder, password=password, compact=True, id=f"{id}-input"
         )
         self.error = FieldError(id=f"{id}-error")
@@ -91,6 +146,10 @@ class Field(Vertical):
         """Show ``problem`` (or clear the error); True when there is none."""
         self.error.show(problem)
         return problem is None
+
+    @on(Input.Changed)
+    def _edited(self) -> None:
+        self.error.show(None)
 
 
 class Step(VerticalScroll):
@@ -124,8 +183,22 @@ class Step(VerticalScroll):
     def focus_first(self) -> None:
         for widget in self.query("Input, TextArea, RadioSet, Checkbox, Select, Button"):
             if widget.focusable and widget.display:
-                widget.focus()
+                self.screen.set_focus(widget)
                 return
+
+    async def submit(self, widget: Widget) -> None:
+        """Enter in ``widget`` (a field, or a choice made): the next field of this step (not
+        a button: Enter, Enter must not press Regenerate), or the next step from the last
+        one."""
+        chain = self.screen.focus_chain
+        later = chain[chain.index(widget) + 1 :] if widget in chain else []
+        following = next(
+            (w for w in later if self in w.ancestors and not isinstance(w, Button)), None
+        )
+        if following is not None:
+            self.screen.set_focus(following)
+        else:
+            await self.wizard.action_next()
 
 
 class ConfirmCancel(ModalScreen[bool]):
@@ -174,13 +247,17 @@ class Wizard(ModalScreen[Path | None]):
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("ctrl+b", "back", "Back", priority=True),
         Binding("escape", "cancel", "Cancel"),
+        # Focus moves are priority bindings: see the module docstring.
+        Binding("tab", "move_focus(1)", show=False, priority=True),
+        Binding("shift+tab", "move_focus(-1)", show=False, priority=True),
+        Binding("enter", "enter", show=False, priority=True),
     ]
 
     DEFAULT_CSS = """
     Wizard { background: $background 60%; }
     Wizard > #frame {
         width: 100%; height: 100%; border: round $accent; border-title-style: bold;
-        background: $surface;
+        border-subtitle-color: $text-muted; background: $surface;
     }
     Wizard #progress { padding: 0 1; margin-bottom: 1; text-style: bold; color: $accent; }
     Wizard ContentSwitcher { height: 1fr; }
@@ -207,7 +284,11 @@ class Wizard(ModalScreen[Path | None]):
                     step.id = step.id or f"step-{i + 1}"
                     yield step
             with Horizontal(id="buttons"):  # each button's id names its action
-                yield Button("Cancel", id="cancel", compact=True)
+                cancel = Button("Cancel", id="cancel", compact=True)
+                # Escape cancels; Tab from a step's last field goes on to Back and Next, not
+                # to Cancel, which comes first in the focus order by being on the left.
+                cancel.can_focus = False
+                yield cancel
                 yield Button("Back", id="back", compact=True)
                 yield Button("Next", id="next", variant="primary", compact=True)
 
@@ -239,17 +320,33 @@ class Wizard(ModalScreen[Path | None]):
             progress.update(step.title)
         else:
             progress.update(f"Step {index + 1} of {len(self.steps)} · {step.title}")
+        self.query_one("#frame").border_subtitle = (
+            "ctrl+n or esc: done"
+            if self.finished
+            else "enter: next field · ctrl+n: next step · ctrl+b: back · esc: cancel"
+        )
         self.query_one("#back", Button).display = 0 < index < len(self.steps)
         self.query_one("#cancel", Button).display = not self.finished
         self.query_one("#next", Button).label = step.next_label
         step.scroll_home(animate=False)
-        self.call_after_refresh(step.focus_first)
+        step.focus_first()
+
+    async def _settle(self) -> None:
+        """Wait until the focused widget has handled the keys already handed to it (typed
+        just before Enter or ctrl+n, in the same read)."""
+        focused = self.focused
+        if focused is None or active_message_pump.get() is focused:
+            return
+        handled = asyncio.Event()
+        focused.call_later(handled.set)
+        await handled.wait()
 
     async def action_next(self) -> None:
         if self._busy:
             return
         self._busy = True
         try:
+            await self._settle()
             if not await self.current.leave():
                 return
         finally:
@@ -286,11 +383,27 @@ class Wizard(ModalScreen[Path | None]):
         event.stop()
         await self.run_action(event.button.id or "")
 
-    @on(Input.Submitted)
-    def _enter_moves_on(self, event: Input.Submitted) -> None:
-        """Enter in a field moves to the next one, as Tab does."""
-        event.stop()
-        self.focus_next()
+    def action_move_focus(self, direction: int) -> None:
+        if direction > 0:
+            self.focus_next()
+        else:
+            self.focus_previous()
+
+    async def action_enter(self) -> None:
+        """Enter in a field (a one-line input, or the box a code is pasted into), or on the
+        choice already made, moves on (:meth:`Step.submit`); elsewhere (buttons, lists, other
+        choices) it does what it does there."""
+        focused = self.focused
+        if focused is None or self.current not in focused.ancestors:
+            raise SkipAction
+        if not (
+            isinstance(focused, Input)
+            or (isinstance(focused, TextArea) and not focused.read_only)
+            or (isinstance(focused, Choices) and focused.cursor_on_choice)
+        ):
+            raise SkipAction
+        await self._settle()
+        await self.current.submit(focused)
 
 
 def _text_of(widget: Widget) -> str:

@@ -196,7 +196,7 @@ def init_main(argv: list[str]) -> int:
 
 def pair_main(argv: list[str]) -> int:
     parser = pair_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # CODE --local ... PATH
     positional: list[str] = args.args
     if args.show:
         if len(positional) > 1:

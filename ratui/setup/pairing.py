@@ -2,7 +2,9 @@
 
 A code is ``ratui1:`` followed by base64url (``A-Z a-z 0-9 - _``, no padding): nothing a
 shell quotes or a terminal mangles, so it survives being pasted over SSH. Decoding ignores
-whitespace anywhere, so a code that a terminal wrapped over several lines still reads.
+whitespace anywhere, so a code that a terminal wrapped over several lines still reads, and
+box-drawing and block characters, so one selected off a screen with the frame around it does
+too.
 
 The bytes under the base64 are::
 
@@ -43,6 +45,8 @@ TRANSPORTS = ("tcp", "noise", "tls")
 SERVICE_TYPES = ("tcp", "udp")
 
 _VERSIONED = re.compile(r"ratui([0-9]+):")
+#: What a terminal selection adds around a code: line breaks, padding, a frame's lines.
+_NOT_CODE = re.compile(r"[\s\u2500-\u259f]+")
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _HEADER = struct.Struct(">BH")
 _CRC = struct.Struct(">I")
@@ -189,14 +193,14 @@ def _invalid(what: str) -> NoReturn:
 # decoding ------------------------------------------------------------------------------------
 def looks_like_code(text: str) -> bool:
     """Whether ``text`` is meant as a pairing code (of any version), valid or not."""
-    return _VERSIONED.match(text.strip()) is not None
+    return _VERSIONED.match(_NOT_CODE.sub("", text)) is not None
 
 
 def decode(code: str) -> Pairing:
     """The pairing in ``code``; raises PairingError saying plainly what is wrong."""
     if len(code) > MAX_CODE_CHARS:
         raise PairingError("this is far too long to be a ratui pairing code")
-    text = "".join(code.split())
+    text = _NOT_CODE.sub("", code)
     if not text:
         raise PairingError("the pairing code is empty")
     match = _VERSIONED.match(text)

@@ -5,7 +5,8 @@ and runs the control-channel handshake of PROTOCOL.md §1.3 with the engine's pr
 functions, as :mod:`ratui.engine.client` does, then closes. The answer tells apart: the
 server cannot be reached, the Noise (or TLS) handshake fails (for Noise: the server's key is
 not the one in the config), the server has no such service, the server refuses the token,
-and success.
+and success. :func:`local_problem` checks the other end: that something answers at a TCP
+service's local address.
 
 A successful probe briefly takes the service's control channel on the server: a client that
 is already running for that service loses its control channel when the probe authenticates
@@ -23,7 +24,13 @@ from dataclasses import dataclass
 
 from ..engine.channel import Channel, ChannelClosed
 from ..engine.client import describe
-from ..engine.config import ClientConfig, TransportType
+from ..engine.config import (
+    ClientConfig,
+    ClientServiceConfig,
+    ServiceType,
+    TransportType,
+    split_host_port,
+)
 from ..engine.protocol import (
     Ack,
     Auth,
@@ -93,6 +100,26 @@ async def probe(cfg: ClientConfig, service: str, timeout: float = 5.0) -> ProbeR
     if ack is Ack.SERVICE_NOT_EXIST:
         return ProbeResult(service, False, f"the server has no service {service!r}")
     return ProbeResult(service, False, f"the server refused the token for {service!r}")
+
+
+async def local_problem(svc: ClientServiceConfig, timeout: float = 2.0) -> str | None:
+    """Why nothing answers at the local address of TCP service ``svc``, or None when a
+    connection opens there (it is closed at once). A UDP service cannot be asked without
+    speaking its protocol: None."""
+    if svc.type is ServiceType.UDP:
+        return None
+    host, port = split_host_port(svc.local_addr)
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        return f"nothing answers at {svc.local_addr} (no answer in {timeout:g} s)"
+    except OSError as exc:
+        return f"nothing answers at {svc.local_addr}: {_reason(exc)}"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
 
 
 async def _authenticate(channel: Channel, service: str, token: str) -> Ack:
