@@ -17,7 +17,8 @@ follows what the path sustains, so a slow path is measured, not flooded). Paths,
 The load loop runs in this process on raw non-blocking sockets and epoll. Reported per path:
 completed visitors per second (median, min-max of ``--repeat`` interleaved runs), the ratio to
 rathole, the median time of one visitor (connect to close), failures (refused, reset, no
-answer within 5 s) and the tunnel's CPU time (server + client) per 1000 visitors.
+answer within 5 s) and the tunnel's CPU time (server + client) per 1000 visitors (each
+role's own in the progress lines on stderr).
 
 ``--json`` writes the raw figures as JSON to stdout (the table then goes to stderr).
 Exit status: 0 ok, 1 a tunnel or tool failed, 130 interrupted.
@@ -189,9 +190,14 @@ def run_all(paths: list[EchoPath], args: argparse.Namespace) -> list[Sample]:
         for path in paths:
             s = measure(path, rep, args)
             samples.append(s)
+            cpu = "  ".join(
+                f"{role} {seconds / max(1, s.completed) * 1000:.3f}"
+                for role, seconds in s.cpu_seconds.items()
+            )
             log(
                 f"rep {rep}/{args.repeat} {path.name:8s} {s.rate:8.0f} visitors/s  "
                 f"visit {s.visit_ms_median:.2f} ms  failed {s.failed}"
+                + (f"  CPU s/1000: {cpu}" if cpu else "")
             )
             time.sleep(0.5)  # let closing connections settle between paths
     return samples

@@ -24,6 +24,9 @@ encrypt/decrypt throughput per write size for the two ways to do transport messa
 ``noiseprotocol``'s ``NoiseConnection.encrypt/decrypt`` and ``cryptography``'s
 ChaCha20Poly1305 used directly with the handshake's keys (what ratui runs: ``NoiseSession``).
 Both use the same framing; best of 5 timings.
+
+Hidden option: ``--ratui-cmd "CMD"`` replaces ``<python> -m ratui`` (e.g. to compare two
+versions of ratui against the same rathole).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import struct
 import sys
@@ -301,7 +305,8 @@ def setup(
 
 def tunnels(args: argparse.Namespace) -> int:
     iperf3 = ensure_tool("iperf3")
-    commands = {"ratui": [sys.executable, "-m", "ratui"], "rathole": [str(RATHOLE_BIN)]}
+    ratui = shlex.split(args.ratui_cmd) if args.ratui_cmd else [sys.executable, "-m", "ratui"]
+    commands = {"ratui": ratui, "rathole": [str(RATHOLE_BIN)]}
     if not RATHOLE_BIN.is_file():
         raise HarnessError(f"reference rathole binary not found at {RATHOLE_BIN}")
     samples: list[Sample] = []
@@ -398,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-dir", type=Path)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--ratui-cmd", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.micro:
         doc = micro()

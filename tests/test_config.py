@@ -397,7 +397,7 @@ ERRORS: list[tuple[str, str, str]] = [
         '[server]\nbind_addr = "a:1"\ndefault_token = "t"\n'
         '[server.services.web]\nbind_addr = "a:2"\nname = "web"\n',
         "x.toml: [server.services.web] name: unknown key (expected one of type, bind_addr,"
-        " token, nodelay, token_file, proxy_protocol)",
+        " token, nodelay, token_file, proxy_protocol, sni, http_host, default_route)",
     ),
     (
         "x.toml",

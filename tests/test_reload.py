@@ -748,7 +748,7 @@ def test_watcher_debounces_a_burst(tmp_path: Path) -> None:
 def test_watcher_falls_back_to_polling_when_events_fail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import watchfiles
+    from ratui.engine import watcher
 
     def no_events(*_args: object, **_kwargs: object) -> AsyncIterator[object]:
         async def gen() -> AsyncIterator[object]:
@@ -757,7 +757,7 @@ def test_watcher_falls_back_to_polling_when_events_fail(
 
         return gen()
 
-    monkeypatch.setattr(watchfiles, "awatch", no_events)
+    monkeypatch.setattr(watcher, "directory_changes", no_events)
     caplog.set_level(logging.WARNING, logger="ratui")
 
     async def main() -> None:

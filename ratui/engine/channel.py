@@ -6,15 +6,22 @@ Every transport (plain TCP, and the layered ones) delivers a connection to the e
 the handshake is over, :meth:`Channel.detach` gives the underlying asyncio transport plus any
 bytes that arrived behind the last message to :mod:`ratui.engine.forward`, which then moves
 bytes with callbacks only.
+
+A channel is read in one of two ways: a coroutine awaits a message with :meth:`Channel.receive`,
+or a callback given to :meth:`Channel.watch` runs whenever bytes, an EOF or the loss arrive and
+pops what it needs from :attr:`Channel.reader` itself. The second costs no task and no future,
+which matters on the paths taken once per visitor (the handshake of each data channel).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Callable
 from typing import TypeVar
 
+from .config import split_host_port
 from .protocol import MessageReader
 
 T = TypeVar("T")
@@ -39,6 +46,7 @@ class Channel(asyncio.Protocol):
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._on_lost: Callable[[Channel], None] | None = None
+        self._watcher: Callable[[Channel], None] | None = None
 
     # asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,6 +87,17 @@ class Channel(asyncio.Protocol):
         in its handshake or idle in a pool."""
         self._on_lost = callback
 
+    def watch(self, callback: Callable[[Channel], None] | None) -> None:
+        """Call ``callback(self)`` each time bytes, an EOF or the loss of the connection arrive,
+        until it is replaced or cleared (``None``). The callback reads :attr:`reader`, and
+        :attr:`eof` and :attr:`closed` tell whether more can come."""
+        self._watcher = callback
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will arrive: the peer sent an EOF, or the connection is gone."""
+        return self.closed or self.eof
+
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
@@ -107,8 +126,7 @@ class Channel(asyncio.Protocol):
             if message is not None:
                 return message
             if self.closed or self.eof:
-                detail = f": {self._error}" if self._error else ""
-                raise ChannelClosed(f"connection closed by {self.peer}{detail}")
+                raise self.closed_error()
             if self.transport is not None and len(self.reader) <= MAX_HANDSHAKE_BUFFER:
                 self.transport.resume_reading()
             self._waiter = asyncio.get_running_loop().create_future()
@@ -117,10 +135,16 @@ class Channel(asyncio.Protocol):
             finally:
                 self._waiter = None
 
+    def closed_error(self) -> ChannelClosed:
+        """The error for a message that can no longer come: the peer closed, or the
+        connection broke."""
+        detail = f": {self._error}" if self._error else ""
+        return ChannelClosed(f"connection closed by {self.peer}{detail}")
+
     def detach(self) -> tuple[asyncio.Transport, bytes, bool]:
         """Stop being the transport's protocol; return (transport, leftover bytes, eof seen)."""
         assert self.transport is not None
-        self._on_lost = None
+        self._on_lost = self._watcher = None
         return self.transport, self.reader.take_rest(), self.eof
 
     def _fire_lost(self) -> None:
@@ -129,6 +153,8 @@ class Channel(asyncio.Protocol):
             callback(self)
 
     def _wake(self) -> None:
+        if self._watcher is not None:
+            self._watcher(self)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -139,3 +165,10 @@ def format_addr(addr: object) -> str:
         host, port = addr[0], addr[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(addr) if addr else "?"
+
+
+@functools.lru_cache(maxsize=256)
+def host_port(addr: str) -> tuple[str, int]:
+    """:func:`~ratui.engine.config.split_host_port`, remembered: the same few addresses are
+    connected to once per visitor."""
+    return split_host_port(addr)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import struct
 import time
+from collections.abc import Coroutine
 
-from .backoff import control_channel_backoff, data_channel_backoff
-from .channel import Channel, format_addr
-from .config import ClientConfig, ClientServiceConfig, ServiceType, split_host_port
+from .backoff import Backoff, control_channel_backoff, data_channel_backoff
+from .channel import Channel, format_addr, host_port
+from .config import ClientConfig, ClientServiceConfig, ServiceType
 from .forward import Relay
 from .protocol import (
     Ack,
@@ -43,6 +45,18 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds for connect + Hello + Auth + Ack
 LOCAL_CONNECT_TIMEOUT = 10.0  # seconds to reach local_addr for one visitor
 #: A control channel that stayed up this long resets the backoff (as rathole does).
 BACKOFF_RESET_AFTER = 3.0
+
+
+class _Session:
+    """What one authenticated control channel has opened and no visitor uses yet: data
+    channels being connected (their tasks) and idle ones waiting for their command."""
+
+    __slots__ = ("hello", "idle", "opening")
+
+    def __init__(self, session_key: bytes) -> None:
+        self.hello = encode_hello(DataChannelHello(session_key))
+        self.opening: set[asyncio.Task[None]] = set()
+        self.idle: set[Channel] = set()
 
 
 class AuthenticationFailed(Exception):
@@ -95,6 +109,9 @@ class ClientService:
         self._idle: set[Channel] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
+        self._expected_cmd = (
+            DataCmd.START_FORWARD_TCP if cfg.type is ServiceType.TCP else DataCmd.START_FORWARD_UDP
+        )
 
     def start(self) -> None:
         self._main = asyncio.get_running_loop().create_task(self._run())
@@ -161,72 +178,120 @@ class ClientService:
             self.stats.set_state(ControlState.UP)
             self.stats.last_error = None
             self._emit(EventKind.CONTROL_UP, f"control channel established with {remote}")
-            session: set[asyncio.Task[None]] = set()
+            session = _Session(session_key)
             try:
-                await self._serve_commands(channel, session_key, session)
+                await self._serve_commands(channel, session)
             finally:
                 # The server drops this session's pool with its control channel; data
                 # channels still being opened or waiting idle for it can never be used. Close
                 # them now: through a path that stalled, the server's close never arrives,
                 # and they would stay open for good.
-                for task in session:
+                for task in session.opening:
                     task.cancel()
+                for idle in list(session.idle):
+                    self._idle_done(session, idle)
+                    idle.abort()
         finally:
             channel.close()
 
-    async def _serve_commands(
-        self, channel: Channel, session_key: bytes, session: set[asyncio.Task[None]]
-    ) -> None:
-        timeout = self.client.cfg.heartbeat_timeout or None
-        while True:
+    async def _serve_commands(self, channel: Channel, session: _Session) -> None:
+        """Carry out the server's commands as they arrive, on callbacks (a burst of
+        CreateDataChannel wakes no coroutine), until the control channel ends: then raise
+        why. A silence longer than ``heartbeat_timeout`` ends it too."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        timeout = self.client.cfg.heartbeat_timeout
+        heard = loop.time()
+
+        def fail(exc: Exception) -> None:
+            if not ended.done():
+                ended.set_exception(exc)
+
+        def on_bytes(ch: Channel) -> None:
+            nonlocal heard
             try:
-                async with asyncio.timeout(timeout):
-                    cmd = await channel.receive(MessageReader.next_control_cmd)
-            except TimeoutError:
-                raise TimeoutError(f"Heartbeat timed out after {timeout} s") from None
-            if cmd is ControlCmd.CREATE_DATA_CHANNEL:
-                task = asyncio.get_running_loop().create_task(
-                    self._data_channel(session_key, session)
-                )
-                self._tasks.add(task)
-                session.add(task)
-                task.add_done_callback(self._tasks.discard)
-                task.add_done_callback(session.discard)
+                while (cmd := MessageReader.next_control_cmd(ch.reader)) is not None:
+                    heard = loop.time()
+                    if cmd is ControlCmd.CREATE_DATA_CHANNEL:
+                        self._open_data_channel(session)
+                    else:
+                        self.stats.last_heartbeat = time.time()
+            except ProtocolError as exc:
+                fail(exc)
+                return
+            if ch.ended:
+                fail(ch.closed_error())
+
+        def watchdog() -> None:
+            nonlocal timer
+            silent = loop.time() - heard
+            if silent >= timeout:
+                fail(TimeoutError(f"Heartbeat timed out after {timeout} s"))
             else:
-                self.stats.last_heartbeat = time.time()
+                timer = loop.call_later(timeout - silent, watchdog)
+
+        timer = loop.call_later(timeout, watchdog) if timeout else None
+        channel.watch(on_bytes)
+        try:
+            on_bytes(channel)  # commands that came with the Ack
+            await ended
+        finally:
+            channel.watch(None)
+            if timer is not None:
+                timer.cancel()
 
     # data channels ----------------------------------------------------------------------
-    async def _data_channel(self, session_key: bytes, session: set[asyncio.Task[None]]) -> None:
-        """Open one data channel and wait for its command. Until the command arrives the task
-        belongs to the control channel's ``session`` (cancelled with it); after that it
-        serves a visitor, whom losing the control channel does not affect."""
+    # A data channel is opened by a task, which ends once the Hello is sent; the channel then
+    # waits for its command on a callback, and a visitor's forwarding gets a task of its own.
+    def _open_data_channel(self, session: _Session) -> None:
+        task = asyncio.get_running_loop().create_task(self._data_channel(session))
+        session.opening.add(task)
+        self._tasks.add(task)
+        task.add_done_callback(session.opening.discard)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        """Run ``work`` (one visitor's forwarding) until it ends or the service stops."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _data_channel(self, session: _Session) -> None:
         channel = await self._connect_data_channel()
         if channel is None:
             return
-        channel.write(encode_hello(DataChannelHello(session_key)))
+        channel.write(session.hello)
+        session.idle.add(channel)
         self._idle.add(channel)
         self.stats.idle_data_channels = len(self._idle)
+        channel.watch(functools.partial(self._on_data_cmd, session))
+        self._on_data_cmd(session, channel)  # the command may have come with the connection
+
+    def _idle_done(self, session: _Session, channel: Channel) -> None:
+        channel.watch(None)
+        session.idle.discard(channel)
+        self._idle.discard(channel)
+        self.stats.idle_data_channels = len(self._idle)
+
+    def _on_data_cmd(self, session: _Session, channel: Channel) -> None:
+        """An idle data channel got bytes (or its end): start what the command asks for. From
+        here on the channel serves a visitor, whom losing the control channel does not
+        affect."""
         try:
-            cmd = await channel.receive(MessageReader.next_data_cmd)
-        except (OSError, ProtocolError) as exc:
-            log.debug("Service %s: idle data channel ended: %s", self.cfg.name, describe(exc))
+            cmd = MessageReader.next_data_cmd(channel.reader)
+        except ProtocolError as exc:
+            self._idle_done(session, channel)
+            log.debug("Service %s: idle data channel ended: %s", self.cfg.name, exc)
             channel.close()
             return
-        except asyncio.CancelledError:
-            channel.abort()
-            raise
-        finally:
-            self._idle.discard(channel)
-            self.stats.idle_data_channels = len(self._idle)
-        task = asyncio.current_task()
-        if task is not None:
-            session.discard(task)
-        expected = (
-            DataCmd.START_FORWARD_TCP
-            if self.cfg.type is ServiceType.TCP
-            else DataCmd.START_FORWARD_UDP
-        )
-        if cmd is not expected:
+        if cmd is None:
+            if channel.ended:
+                self._idle_done(session, channel)
+                log.debug("Service %s: idle data channel ended: closed", self.cfg.name)
+                channel.close()
+            return
+        self._idle_done(session, channel)
+        if cmd is not self._expected_cmd:
             channel.close()
             self._emit(
                 EventKind.ERROR,
@@ -236,12 +301,14 @@ class ClientService:
             )
             return
         if cmd is DataCmd.START_FORWARD_UDP:
-            await UdpForwarder(channel, self.cfg, self.state, self.stats, self.udp).start()
+            self._spawn(UdpForwarder(channel, self.cfg, self.state, self.stats, self.udp).start())
             return
-        await self._forward_tcp(channel)
+        self._spawn(self._forward_tcp(channel))
 
     async def _connect_data_channel(self) -> Channel | None:
-        backoff = data_channel_backoff()
+        """A connection to the server, retried with rathole's data channel backoff (from the
+        first failure on, so that the usual case builds no backoff)."""
+        backoff: Backoff | None = None
         while True:
             try:
                 async with asyncio.timeout(HANDSHAKE_TIMEOUT):
@@ -249,6 +316,7 @@ class ClientService:
                         self.client.cfg.remote_addr, nodelay=self.cfg.nodelay
                     )
             except (OSError, TimeoutError) as exc:
+                backoff = backoff or data_channel_backoff()
                 delay = backoff.next()
                 if delay is None:
                     self._emit(
@@ -260,7 +328,7 @@ class ClientService:
                 await asyncio.sleep(delay)
 
     async def _forward_tcp(self, channel: Channel) -> None:
-        host, port = split_host_port(self.cfg.local_addr)
+        host, port = host_port(self.cfg.local_addr)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(LOCAL_CONNECT_TIMEOUT):

@@ -31,6 +31,12 @@ of these keys exist in rathole and rathole's own examples hold no ``${`` nor ``$
   from that file (one trailing newline stripped), in place of ``token``/``default_token``.
 * ``proxy_protocol = "v1" | "v2"`` in a TCP ``[server.services.NAME]``: the server sends a
   PROXY protocol header ahead of the visitor's bytes (see :mod:`ratui.engine.proxy_header`).
+* ``sni``, ``http_host`` (arrays of host patterns) and ``default_route`` in a TCP
+  ``[server.services.NAME]``: several services may share one ``bind_addr``, each visitor going
+  to the service its TLS server name or HTTP Host names (see :mod:`ratui.engine.routing`).
+  Services that share a ``bind_addr`` must all be TCP and routed; a pattern in two of them,
+  or two defaults, is refused. Without these keys two services on one address are refused
+  too: rathole would only fail to listen on the second.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
+
+from .routing import Malformed, Routes, conflicts, parse_pattern
 
 __all__ = [
     "ClientConfig",
@@ -218,6 +226,14 @@ class ServerServiceConfig:
     proxy_protocol: ProxyProtocol | None = None  # ratui extension
     # ratui extension: where the token was read from (the token itself is compared)
     token_file: str | None = field(default=None, compare=False)
+    # ratui extension: host-name routing on a shared bind_addr (see ratui.engine.routing)
+    sni: tuple[str, ...] = ()
+    http_host: tuple[str, ...] = ()
+    default_route: bool = False
+
+    @property
+    def routes(self) -> Routes:
+        return Routes(self.sni, self.http_host, self.default_route)
 
 
 @dataclass(frozen=True)
@@ -506,7 +522,17 @@ _CLIENT_KEYS = (
     "retry_interval",
     "default_token_file",
 )
-_SERVER_SERVICE_KEYS = ("type", "bind_addr", "token", "nodelay", "token_file", "proxy_protocol")
+_SERVER_SERVICE_KEYS = (
+    "type",
+    "bind_addr",
+    "token",
+    "nodelay",
+    "token_file",
+    "proxy_protocol",
+    "sni",
+    "http_host",
+    "default_route",
+)
 _CLIENT_SERVICE_KEYS = ("type", "local_addr", "token", "nodelay", "retry_interval", "token_file")
 _TRANSPORT_KEYS = ("type", "tcp", "tls", "noise", "websocket")
 _TCP_KEYS = ("nodelay", "keepalive_secs", "keepalive_interval", "proxy")
@@ -633,6 +659,7 @@ def _parse_server(src: str, data: dict[str, Any]) -> ServerConfig | None:
     heartbeat_interval = s.u64("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL)
     transport = _parse_transport(s, is_server=True)
     services: dict[str, ServerServiceConfig] = {}
+    tables: dict[str, _Table] = {}
     for name, svc in _services(s, _SERVER_SERVICE_KEYS):
         stype = svc.enum("type", ServiceType, ServiceType.TCP)
         proxy_protocol = None
@@ -641,6 +668,10 @@ def _parse_server(src: str, data: dict[str, Any]) -> ServerConfig | None:
         if proxy_protocol is not None and stype is not ServiceType.TCP:
             svc.fail("proxy_protocol", 'only for TCP services, not type = "udp"')
         token, token_file = _token(svc, default_token, default_token_file, "server")
+        sni, http_host = _patterns(svc, "sni", stype), _patterns(svc, "http_host", stype)
+        default_route = svc.boolean("default_route", False)
+        if default_route and stype is not ServiceType.TCP:
+            svc.fail("default_route", 'only for TCP services, not type = "udp"')
         services[name] = ServerServiceConfig(
             name=name,
             type=stype,
@@ -649,7 +680,12 @@ def _parse_server(src: str, data: dict[str, Any]) -> ServerConfig | None:
             nodelay=svc.boolean("nodelay"),
             proxy_protocol=proxy_protocol,
             token_file=token_file,
+            sni=sni,
+            http_host=http_host,
+            default_route=default_route,
         )
+        tables[name] = svc
+    _check_shared_addresses(services, tables)
     return ServerConfig(
         bind_addr=bind_addr,
         services=types.MappingProxyType(services),
@@ -658,6 +694,58 @@ def _parse_server(src: str, data: dict[str, Any]) -> ServerConfig | None:
         heartbeat_interval=heartbeat_interval,
         default_token_file=default_token_file,
     )
+
+
+def _patterns(svc: _Table, key: str, stype: ServiceType) -> tuple[str, ...]:
+    """A routing key (ratui extension): a non-empty array of host patterns, normalised."""
+    value = svc.data.get(key, _MISSING)
+    if value is _MISSING:
+        return ()
+    if stype is not ServiceType.TCP:
+        svc.fail(key, 'only for TCP services, not type = "udp"')
+    if not isinstance(value, list) or not value:
+        svc.fail(key, f"expected a non-empty array of host names, got {_show(value)}")
+    patterns: dict[str, None] = {}
+    for item in value:
+        if not isinstance(item, str):
+            svc.fail(key, f"expected host names (strings), got {_show(item)}")
+        try:
+            pattern = parse_pattern(item)
+        except Malformed as e:
+            svc.fail(key, f"{_show(item)}: {e}")
+        if pattern in patterns:
+            svc.fail(key, f"{_show(item)} is listed twice")
+        patterns[pattern] = None
+    return tuple(patterns)
+
+
+def _check_shared_addresses(
+    services: Mapping[str, ServerServiceConfig], tables: Mapping[str, _Table]
+) -> None:
+    """TCP services on one ``bind_addr`` must all be routed, without conflicts; a routed
+    service may also be alone on its address (visitors it does not match are refused). A UDP
+    service is a socket of its own: it may use the port number of TCP services, as in rathole
+    (DNS on TCP and UDP 53), but not that of another UDP service."""
+    by_addr: dict[tuple[ServiceType, str, int], list[str]] = {}
+    for name, svc in services.items():
+        by_addr.setdefault((svc.type, *split_host_port(svc.bind_addr)), []).append(name)
+    for (stype, _, _), names in by_addr.items():
+        if len(names) < 2:
+            continue
+        shown = ", ".join(names)
+        for name in names:
+            table = tables[name]
+            if stype is not ServiceType.TCP:
+                table.fail("bind_addr", f"shared by UDP services {shown}; only TCP ones may share")
+            if not services[name].routes.any:
+                table.fail(
+                    "bind_addr",
+                    f"shared by {shown}: each service on a shared address needs sni, "
+                    "http_host or default_route = true",
+                )
+        problems = conflicts({name: services[name].routes for name in names})
+        if problems:
+            tables[names[-1]].fail("bind_addr", f"{services[names[-1]].bind_addr}: {problems[0]}")
 
 
 def _parse_client(src: str, data: dict[str, Any]) -> ClientConfig | None:

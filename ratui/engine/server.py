@@ -1,12 +1,19 @@
 """The server role: accept control and data channels on one port, expose each service's port
 while its client is connected, and pair every visitor with a data channel (PROTOCOL.md §1, §4).
 
-Everything here runs on callbacks except the short handshake of each new channel. Where rathole
-waits forever for a first message, ratui gives a connection ``HANDSHAKE_TIMEOUT`` seconds to
-say Hello and Auth, and holds at most ``MAX_PENDING_HANDSHAKES`` such connections (the oldest
-goes first), which keeps silent or half-open peers from holding memory. A control channel gets
-a TCP user timeout, so that a client that vanished without closing is noticed although the
-server never reads from it. The bytes on the wire are unchanged.
+Everything here runs on callbacks, the handshake of each new channel included (no task per
+connection: a data channel arrives once per visitor). Where rathole waits forever for a first
+message, ratui gives a connection ``HANDSHAKE_TIMEOUT`` seconds to say Hello and Auth, and
+holds at most ``MAX_PENDING_HANDSHAKES`` such connections (the oldest goes first), which keeps
+silent or half-open peers from holding memory. A control channel gets a TCP user timeout, so
+that a client that vanished without closing is noticed although the server never reads from
+it. Data channels get none: a visitor whose reader pauses (a paused download) leaves its data
+channel at a zero window, which a user timeout would abort; keepalive finds a vanished client
+on idle ones. The bytes on the wire are unchanged.
+
+Services that share a port by host name (ratui extension) are listened for by a
+:class:`~ratui.engine.shared_listener.SharedPort` instead of a listener of their own; a visitor
+it routes then queues and is forwarded like any other.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import socket
 from collections import deque
 
 from .backoff import listen_backoff
-from .channel import Channel, ChannelClosed
+from .channel import Channel
 from .config import (
     DEFAULT_HEARTBEAT_INTERVAL,
     ServerConfig,
@@ -31,7 +38,6 @@ from .config import (
 from .forward import Relay
 from .protocol import (
     Ack,
-    Auth,
     ControlChannelHello,
     ControlCmd,
     DataCmd,
@@ -45,6 +51,8 @@ from .protocol import (
     service_digest,
 )
 from .proxy_header import encode as encode_proxy_header
+from .routing import Match
+from .shared_listener import Pending, SharedPort, Sniffer
 from .state import ControlState, EngineState, EventKind, Level, Role, VisitorRecord
 from .transport.base import LISTEN_BACKLOG, Transport
 from .udp import UDP_POOL_SIZE, UdpServer, Warner
@@ -79,9 +87,14 @@ class Server:
         self.transport = transport
         self.services: dict[bytes, ServerService] = {}
         self.sessions: dict[bytes, ControlChannel] = {}
+        #: Ports shared by routed services (ratui extension), by (host, port), and their
+        #: visitors still being sniffed, bounded as connections in their handshake are.
+        self.shared: dict[tuple[str, int], SharedPort] = {}
+        self.sniffing = Pending(MAX_PENDING_HANDSHAKES, Warner(self._flood_warning))
         self._listener: asyncio.AbstractServer | None = None
-        #: Connections in their handshake, oldest first.
-        self._handshakes: dict[asyncio.Task[None], Channel] = {}
+        #: Connections in their handshake, oldest first, each with its deadline (loop time).
+        self._handshakes: dict[Channel, float] = {}
+        self._expiry: asyncio.TimerHandle | None = None
         self._warn_flood = Warner(self._flood_warning)
         for svc in cfg.services.values():
             self.add_service(svc)
@@ -93,11 +106,15 @@ class Server:
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        for task, channel in list(self._handshakes.items()):
-            task.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        for channel in list(self._handshakes):
+            self._handshake_done(channel)
             channel.abort()
         for service in list(self.services.values()):
             self.remove_service(service.cfg.name)
+        self.sniffing.close()
 
     # services ---------------------------------------------------------------------------
     def add_service(self, cfg: ServerServiceConfig) -> None:
@@ -111,66 +128,108 @@ class Server:
         service = self.services.pop(service_digest(name), None)
         if service is not None:
             service.stop()
+            if service.shared is not None:
+                service.shared.remove(name)
+                if service.shared.empty:
+                    del self.shared[split_host_port(service.shared.addr)]
+
+    def shared_port(self, cfg: ServerServiceConfig) -> SharedPort:
+        """The shared port of a routed service's ``bind_addr``, with its routes added."""
+        key = split_host_port(cfg.bind_addr)
+        port = self.shared.get(key)
+        if port is None:
+            warn = Warner(self._route_warning)
+            port = self.shared[key] = SharedPort(cfg.bind_addr, self.sniffing, warn)
+        port.add(cfg.name, cfg.routes)
+        return port
+
+    def _route_warning(self, message: str, level: Level) -> None:
+        self.state.emit(EventKind.ERROR, message, level=level, role=Role.SERVER)
 
     # accepting channels -----------------------------------------------------------------
+    # A handshake runs on callbacks (Channel.watch): no task and no timer per connection. The
+    # pending connections sit in ``_handshakes`` in order of arrival with their deadlines, so
+    # one timer, set for the oldest deadline, is enough to expire them all.
     def _accept(self, channel: Channel) -> None:
         loop = asyncio.get_running_loop()
         if len(self._handshakes) >= MAX_PENDING_HANDSHAKES:
-            oldest = next(iter(self._handshakes))
-            evicted = self._handshakes.pop(oldest)
-            oldest.cancel()
+            evicted = next(iter(self._handshakes))
+            self._handshake_done(evicted)
             evicted.abort()
             self._warn_flood(
                 loop.time(),
                 f"{MAX_PENDING_HANDSHAKES} connections are in their handshake at once: closed "
                 f"the oldest, from {evicted.peer}",
             )
-        task = loop.create_task(self._handshake(channel))
-        self._handshakes[task] = channel
-        task.add_done_callback(self._handshake_done)
+        self._handshakes[channel] = loop.time() + HANDSHAKE_TIMEOUT
+        if self._expiry is None:
+            self._expiry = loop.call_at(self._handshakes[channel], self._expire)
+        channel.watch(self._on_hello)
+        self._on_hello(channel)  # bytes may have come with the connection (layered transports)
 
-    def _handshake_done(self, task: asyncio.Task[None]) -> None:
-        self._handshakes.pop(task, None)
+    def _handshake_done(self, channel: Channel) -> None:
+        """The channel's handshake is over, whichever way it ended."""
+        channel.watch(None)
+        self._handshakes.pop(channel, None)
+
+    def _expire(self) -> None:
+        """Drop every connection whose deadline passed; set the timer for the next one."""
+        self._expiry = None
+        now = asyncio.get_running_loop().time()
+        while self._handshakes:
+            channel, deadline = next(iter(self._handshakes.items()))
+            if deadline > now:
+                self._expiry = asyncio.get_running_loop().call_at(deadline, self._expire)
+                return
+            self._bad_peer(
+                channel,
+                f"{channel.peer} sent no complete handshake within {HANDSHAKE_TIMEOUT:g} s",
+            )
 
     def _flood_warning(self, message: str, level: Level) -> None:
         self.state.emit(EventKind.BAD_PEER, message, level=level, role=Role.SERVER)
 
-    async def _handshake(self, channel: Channel) -> None:
-        peer = channel.peer
+    def _on_hello(self, channel: Channel) -> None:
         try:
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-                hello = await channel.receive(MessageReader.next_hello)
-                if isinstance(hello, ControlChannelHello):
-                    await self._control_handshake(channel, hello.digest)
-                    return
-            self._data_channel(channel, hello.session_key)
-        except TimeoutError:
-            self._bad_peer(
-                channel, f"{peer} sent no complete handshake within {HANDSHAKE_TIMEOUT:g} s"
-            )
+            hello = MessageReader.next_hello(channel.reader)
         except ProtocolError as exc:
-            self._bad_peer(channel, f"{peer} does not speak the protocol: {exc}")
-        except ChannelClosed:
-            pending = len(channel.reader)
-            if pending:
-                self._bad_peer(
-                    channel,
-                    f"{peer} closed the connection in the middle of a handshake message "
-                    f"({pending} bytes of it sent)",
-                )
-            else:
-                log.debug("%s closed during the handshake", peer)
-                channel.close()
+            self._bad_peer(channel, f"{channel.peer} does not speak the protocol: {exc}")
+            return
+        if hello is None:
+            if channel.ended:
+                self._closed_in_handshake(channel)
+            return
+        if isinstance(hello, ControlChannelHello):
+            self._control_handshake(channel, hello.digest)
+            return
+        self._handshake_done(channel)
+        self._data_channel(channel, hello.session_key)
+
+    def _closed_in_handshake(self, channel: Channel) -> None:
+        pending = len(channel.reader)
+        if pending:
+            self._bad_peer(
+                channel,
+                f"{channel.peer} closed the connection in the middle of a handshake message "
+                f"({pending} bytes of it sent)",
+            )
+        else:
+            self._handshake_done(channel)
+            log.debug("%s closed during the handshake", channel.peer)
+            channel.close()
 
     def _bad_peer(self, channel: Channel, message: str) -> None:
+        self._handshake_done(channel)
         channel.abort()
         self.state.emit(EventKind.BAD_PEER, message, level=Level.WARNING, role=Role.SERVER)
 
-    async def _control_handshake(self, channel: Channel, digest: bytes) -> None:
+    def _control_handshake(self, channel: Channel, digest: bytes) -> None:
+        """Answer a control channel's Hello with a nonce, then wait for its Auth."""
         nonce = secrets.token_bytes(32)
         channel.write(encode_hello(ControlChannelHello(nonce)))
         service = self.services.get(digest)
         if service is None:
+            self._handshake_done(channel)
             channel.write(encode_ack(Ack.SERVICE_NOT_EXIST))
             channel.close()
             self.state.emit(
@@ -181,8 +240,21 @@ class Server:
                 role=Role.SERVER,
             )
             return
-        auth: Auth = await channel.receive(MessageReader.next_auth)
-        session_key = auth_digest(service.cfg.token, nonce)
+        expected = auth_digest(service.cfg.token, nonce)
+        channel.watch(lambda ch: self._on_auth(ch, service, expected))
+        self._on_auth(channel, service, expected)
+
+    def _on_auth(self, channel: Channel, service: ServerService, session_key: bytes) -> None:
+        try:
+            auth = MessageReader.next_auth(channel.reader)
+        except ProtocolError as exc:
+            self._bad_peer(channel, f"{channel.peer} does not speak the protocol: {exc}")
+            return
+        if auth is None:
+            if channel.ended:
+                self._closed_in_handshake(channel)
+            return
+        self._handshake_done(channel)
         if not hmac.compare_digest(auth.digest, session_key):
             channel.write(encode_ack(Ack.AUTH_FAILED))
             channel.close()
@@ -220,6 +292,9 @@ class ServerService:
         self.digest = service_digest(cfg.name)
         self.stats = server.state.register(Role.SERVER, cfg.name, str(cfg.type), cfg.bind_addr)
         self.stats.set_state(ControlState.WAITING)
+        self.stats.routes = cfg.routes.labels()
+        #: The port this service shares with others, if it is routed (ratui extension).
+        self.shared = server.shared_port(cfg) if cfg.routes.any else None
         self.control: ControlChannel | None = None
         self.relays: set[Relay] = set()
         self.warn_refused = Warner(self._warn)
@@ -262,10 +337,24 @@ class _Visitor(Channel):
     before a data channel is free, and must still be served. Only a real connection loss
     takes it out of the queue."""
 
-    def __init__(self, control: ControlChannel) -> None:
+    def __init__(self, control: ControlChannel, route: str | None = None) -> None:
         super().__init__()
         self.control = control
+        self.route = route
         self.record: VisitorRecord | None = None
+
+    @classmethod
+    def adopt(cls, sniffer: Sniffer, control: ControlChannel, match: Match) -> None:
+        """Take over a visitor routed on a shared port: what it sent while it was sniffed
+        comes first, unchanged, and it then queues like any other visitor."""
+        transport = sniffer.transport
+        assert transport is not None
+        visitor = cls(control, match.label)
+        visitor.reader.feed(bytes(sniffer.buffer))
+        visitor.eof = sniffer.eof
+        transport.set_protocol(visitor)
+        visitor.connection_made(transport)
+        transport.resume_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -340,6 +429,8 @@ class ControlChannel:
             try:
                 if self.udp is not None:
                     await self.udp.bind(host, port)
+                elif self.service.shared is not None:
+                    await self.service.shared.attach(self.service.cfg.name, self.routed_visitor)
                 else:
                     self.listener = await self.loop.create_server(
                         lambda: _Visitor(self),
@@ -382,11 +473,15 @@ class ControlChannel:
                 "for a data channel",
             )
             return
-        visitor.record = self.state.open_visitor(self.stats, visitor.peer)
+        visitor.record = self.state.open_visitor(self.stats, visitor.peer, visitor.route)
         visitor.on_lost(self._visitor_left)
         self.visitors.append(visitor)
         self._send(_CREATE)
         self._pair()
+
+    def routed_visitor(self, sniffer: Sniffer, match: Match) -> None:
+        """A visitor of the shared port chose this service."""
+        _Visitor.adopt(sniffer, self, match)
 
     def _visitor_left(self, visitor: Channel) -> None:
         """A waiting visitor hung up before a data channel came."""
@@ -443,6 +538,8 @@ class ControlChannel:
             self._binder.cancel()
         if self.listener is not None:
             self.listener.close()
+        if self.service.shared is not None:
+            self.service.shared.detach(self.service.cfg.name, self.routed_visitor)
         if self.udp is not None:
             self.udp.close()
         self.channel.on_lost(None)

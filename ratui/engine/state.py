@@ -88,6 +88,8 @@ class VisitorSnapshot:
     opened_at: float
     rx: int
     tx: int
+    #: On a shared port: the host name that routed it (see routing.Match.label), else None.
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,8 @@ class ServiceSnapshot:
     idle_data_channels: int
     visitors: tuple[VisitorSnapshot, ...]
     udp_dropped: int = 0  # UDP datagrams dropped (full data channel or socket, oversized)
+    #: Host-name routes of a service on a shared port (patterns, then "default"), else ().
+    routes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +133,12 @@ class Snapshot:
 class VisitorRecord:
     """Byte counters of one visitor connection; the relay adds to ``rx``/``tx`` directly."""
 
-    __slots__ = ("id", "opened_at", "peer", "rx", "tx")
+    __slots__ = ("id", "opened_at", "peer", "route", "rx", "tx")
 
-    def __init__(self, visitor_id: int, peer: str) -> None:
+    def __init__(self, visitor_id: int, peer: str, route: str | None = None) -> None:
         self.id = visitor_id
         self.peer = peer
+        self.route = route
         self.opened_at = time.time()
         self.rx = 0
         self.tx = 0
@@ -155,6 +160,7 @@ class ServiceStats:
         "peer",
         "reconnects",
         "role",
+        "routes",
         "rx_rate",
         "state",
         "state_since",
@@ -186,6 +192,7 @@ class ServiceStats:
         self.last_heartbeat: float | None = None
         self.idle_data_channels = 0
         self.udp_dropped = 0
+        self.routes: tuple[str, ...] = ()
 
     def set_state(self, state: ControlState) -> None:
         if state is not self.state:
@@ -232,10 +239,11 @@ class ServiceStats:
             last_heartbeat=self.last_heartbeat,
             idle_data_channels=self.idle_data_channels,
             visitors=tuple(
-                VisitorSnapshot(v.id, v.peer, v.opened_at, v.rx, v.tx)
+                VisitorSnapshot(v.id, v.peer, v.opened_at, v.rx, v.tx, v.route)
                 for v in self.visitors.values()
             ),
             udp_dropped=self.udp_dropped,
+            routes=self.routes,
         )
 
 
@@ -293,13 +301,15 @@ class EngineState:
         if self._services.get((stats.role, stats.name)) is stats:
             del self._services[(stats.role, stats.name)]
 
-    def open_visitor(self, stats: ServiceStats, peer: str) -> VisitorRecord:
-        record = VisitorRecord(next(self._visitor_ids), peer)
+    def open_visitor(
+        self, stats: ServiceStats, peer: str, route: str | None = None
+    ) -> VisitorRecord:
+        record = VisitorRecord(next(self._visitor_ids), peer, route)
         stats.visitors[record.id] = record
         stats.visitors_total += 1
         self.emit(
             EventKind.VISITOR_OPENED,
-            f"visitor #{record.id} from {peer}",
+            f"visitor #{record.id} from {peer}" + (f" for {route}" if route else ""),
             level=Level.DEBUG,
             service=stats.name,
             role=stats.role,

@@ -4,10 +4,11 @@ rathole watches the file's directory for "modify" events on the file's name (PRO
 and so misses saves that replace the file, and every change on file systems that deliver no
 events (Docker Desktop bind mounts, NFS, SMB). :class:`ConfigWatcher` combines two sources:
 
-* **file events** from ``watchfiles`` on the file's directory, and on the directory of the file
-  it resolves to when it is a symlink, not recursively. Any event on the file's name, on the
-  resolved name or on a Kubernetes-style ``..data`` entry counts, so in-place writes, ``cp``,
-  ``mv``, editors' write-to-temp-then-rename, symlink swaps and ``..data`` swaps are all seen.
+* **file events** (inotify read on the event loop on Linux, watchfiles elsewhere) on the
+  file's directory, and on the directory of the file it resolves to when it is a symlink, not
+  recursively. Any event on the file's name, on the resolved name or on a Kubernetes-style
+  ``..data`` entry counts, so in-place writes, ``cp``, ``mv``, editors'
+  write-to-temp-then-rename, symlink swaps and ``..data`` swaps are all seen.
   The watched directories are worked out again after each change, so a swapped symlink is
   followed.
 * **polling**: the file is read every ``poll_interval`` seconds (a few KB, in a worker thread so
@@ -30,9 +31,10 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 
 log = logging.getLogger("ratui.watcher")
@@ -176,37 +178,20 @@ class ConfigWatcher:
         return tuple(d for d in dirs if os.path.isdir(d)), names
 
     async def _events(self) -> None:
-        try:
-            import watchfiles
-        except ImportError:  # pragma: no cover - a declared dependency
-            self._events_failed("the watchfiles package is not installed")
-            return
         warned = False
         while not self._stop_events.is_set():
             dirs, names = self._watched()
             if not dirs:
                 await asyncio.sleep(self.poll_interval)
                 continue
-
-            def relevant(_change: object, path: str, names: frozenset[str] = names) -> bool:
-                name = os.path.basename(path)
-                return name in names or name.startswith("..")
-
-            changes = watchfiles.awatch(
-                *dirs,
-                watch_filter=relevant,
-                recursive=False,
-                stop_event=self._stop_events,
-                force_polling=False,
-                debounce=int(self.max_delay * 1000),
-                step=50,
-            )
+            changes = directory_changes(dirs, self._stop_events, self.max_delay)
             try:
                 async with contextlib.aclosing(changes):
-                    async for _batch in changes:
-                        self._trigger()
-                        if self._watched() != (dirs, names):
-                            break  # a symlink was swapped: watch where it points now
+                    async for batch in changes:
+                        if any(n in names or n.startswith("..") or n == EVERYTHING for n in batch):
+                            self._trigger()
+                            if self._watched() != (dirs, names):
+                                break  # a symlink was swapped: watch where it points now
                     else:
                         return  # stopped
             except asyncio.CancelledError:
@@ -234,3 +219,64 @@ class ConfigWatcher:
                 why,
                 EVENTS_RETRY_DELAY,
             )
+
+
+#: Stands for "any name may have changed": the kernel's event queue overflowed, or a watched
+#: directory itself went away.
+EVERYTHING = "*"
+
+
+def directory_changes(
+    dirs: tuple[str, ...], stop: threading.Event, max_delay: float
+) -> AsyncIterator[set[str]]:
+    """Batches of names that changed in ``dirs`` (:data:`EVERYTHING`: maybe any of them): from
+    inotify read on the event loop where the system has it (Linux: asyncinotify, no thread and
+    about 2.5 MiB less than watchfiles with anyio), else from watchfiles' thread."""
+    if sys.platform == "linux":
+        return _inotify_changes(dirs)
+    return _watchfiles_changes(dirs, stop, max_delay)
+
+
+async def _inotify_changes(dirs: tuple[str, ...]) -> AsyncIterator[set[str]]:
+    from asyncinotify import Inotify, Mask
+
+    whole = Mask.Q_OVERFLOW | Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF
+    watched = (
+        Mask.MODIFY
+        | Mask.ATTRIB
+        | Mask.CLOSE_WRITE
+        | Mask.MOVED_FROM
+        | Mask.MOVED_TO
+        | Mask.CREATE
+        | Mask.DELETE
+        | Mask.DELETE_SELF
+        | Mask.MOVE_SELF
+    )
+    with Inotify() as inotify:
+        for directory in dirs:
+            inotify.add_watch(directory, watched)
+        async for event in inotify:
+            if event.mask & whole or event.name is None:
+                yield {EVERYTHING}
+            else:
+                yield {str(event.name)}
+
+
+async def _watchfiles_changes(
+    dirs: tuple[str, ...], stop: threading.Event, max_delay: float
+) -> AsyncIterator[set[str]]:
+    try:
+        import watchfiles
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise OSError("the watchfiles package is not installed") from None
+    changes = watchfiles.awatch(
+        *dirs,
+        recursive=False,
+        stop_event=stop,
+        force_polling=False,
+        debounce=int(max_delay * 1000),
+        step=50,
+    )
+    async with contextlib.aclosing(changes):
+        async for batch in changes:
+            yield {os.path.basename(path) for _, path in batch}

@@ -42,14 +42,24 @@ class VisitorsTable(DataTable[Text]):
         ("in", "In", 8),
         ("out", "Out", 8),
     )
+    #: Shown after the visitor's address for a service on a shared port: the host it asked for.
+    ROUTE_COLUMN = ("route", "Host", 15)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=False)
         self._cells: dict[tuple[str, str], str] = {}
         self._owner: str | None = None
+        self._routed = False
 
     def on_mount(self) -> None:
-        for key, label, width in self.COLUMNS:
+        if not self.columns:  # show() may have built them already
+            self._add_columns()
+
+    def _add_columns(self) -> None:
+        columns = list(self.COLUMNS)
+        if self._routed:
+            columns.insert(2, self.ROUTE_COLUMN)
+        for key, label, width in columns:
             right = key in ("id", "age", "in", "out")
             self.add_column(Text(label, justify="right" if right else "left"), key=key, width=width)
 
@@ -65,7 +75,13 @@ class VisitorsTable(DataTable[Text]):
         visitors: Sequence[VisitorSnapshot],
         now: float,
         palette: Palette | None,
+        routed: bool = False,
     ) -> None:
+        if routed != self._routed:
+            self._routed = routed
+            self.clear(columns=True)
+            self._add_columns()
+            self._cells.clear()
         if owner != self._owner:
             self._owner = owner
             self.clear()
@@ -81,6 +97,11 @@ class VisitorsTable(DataTable[Text]):
             cells = {
                 "id": Text(f"#{v.id}", style=muted, justify="right"),
                 "peer": Text(v.peer, overflow="ellipsis", no_wrap=True),
+                **(
+                    {"route": Text(v.route or "-", overflow="ellipsis", no_wrap=True)}
+                    if routed
+                    else {}
+                ),
                 "age": Text(format_age(now - v.opened_at), justify="right"),
                 "in": Text(format_bytes(v.rx).replace(" ", ""), justify="right"),
                 "out": Text(format_bytes(v.tx).replace(" ", ""), justify="right"),
@@ -150,11 +171,14 @@ class ChannelsPanel(Vertical):
         label.append(format_rate(service.tx_rate, bits=bits))
         self.query_one("#channel-rate-label", Readout).set_text(label)
         self.query_one("#channel-graph", RateGraph).plot(history, end_second)
-        table.show(f"{service.role}:{service.name}", service.visitors, now, palette)
+        table.show(
+            f"{service.role}:{service.name}", service.visitors, now, palette, bool(service.routes)
+        )
 
 
 def describe(s: ServiceSnapshot, now: float, p: Palette) -> Text:
-    """Three lines (four with an error): where, the control channel, its details."""
+    """Three lines (four with an error): where, the control channel, its details (with the
+    routes of a service on a shared port)."""
     text = Text()
     text.append(f"{s.type} · {'public' if s.role is Role.SERVER else 'local'} ", style=p.muted)
     text.append(s.address)
@@ -186,6 +210,9 @@ def describe(s: ServiceSnapshot, now: float, p: Palette) -> Text:
             text.append(f"{format_age(now - s.last_heartbeat)} ago")
         text.append(" · ", style=p.muted)
     text.append(f"{s.idle_data_channels} idle data channels", style=p.muted)
+    if s.routes:
+        text.append(" · routes ", style=p.muted)
+        text.append(", ".join(s.routes))
     if s.auth_failures:
         text.append(" · auth failures ", style=p.muted)
         text.append(str(s.auth_failures), style=p.bad)

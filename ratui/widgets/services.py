@@ -38,6 +38,15 @@ def row_key_of(service: ServiceSnapshot) -> str:
     return f"{service.role}:{service.name}"
 
 
+def address_label(service: ServiceSnapshot) -> str:
+    """The address cell: the address, or for a service on a shared port, the port and its
+    first route, e.g. ``443 · pi.example.com +1``."""
+    if not service.routes:
+        return service.address
+    more = f" +{len(service.routes) - 1}" if len(service.routes) > 1 else ""
+    return f"{service.address.rpartition(':')[2]} · {service.routes[0]}{more}"
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     key: str
@@ -111,11 +120,13 @@ DESCENDING_FIRST = {"visitors", "in", "out", "rate"}
 
 
 def matches(service: ServiceSnapshot, needle: str) -> bool:
-    """The ``/`` filter: a case-insensitive substring of name, role, type, address or state."""
+    """The ``/`` filter: a case-insensitive substring of name, role, type, address, routes or
+    state."""
     if not needle:
         return True
     needle = needle.lower()
     haystack = f"{service.name} {service.role} {service.type} {service.address} {service.state}"
+    haystack += "".join(f" {route}" for route in service.routes)
     return needle in haystack.lower()
 
 
@@ -324,7 +335,7 @@ class ServicesTable(DataTable[Text]):
     def _fit_width(self, column: str, compact: bool) -> int:
         texts = {
             "name": [s.name for s in self._services.values()],
-            "address": [s.address for s in self._services.values()],
+            "address": [address_label(s) for s in self._services.values()],
             "peer": [s.peer or "" for s in self._services.values()],
         }[column]
         label = len(COLUMNS[column].label) + (0 if compact else 2)  # room for ▲
@@ -402,7 +413,7 @@ class ServicesTable(DataTable[Text]):
         if column == "type":
             return Text(s.type)
         if column == "address":
-            return Text(s.address, overflow="ellipsis", no_wrap=True)
+            return Text(address_label(s), overflow="ellipsis", no_wrap=True)
         if column == "peer":
             return Text(s.peer or "-", style="" if s.peer else muted, overflow="ellipsis")
         if column == "control":

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..config import TransportConfig, TransportType
-from .base import Transport
-from .layered import TransportSetupError
+from .base import Transport, TransportSetupError
 from .tcp import TcpTransport
 
 

@@ -22,6 +22,14 @@ LISTEN_BACKLOG = 1024
 AcceptHandler = Callable[[Channel], None]
 
 
+class TransportSetupError(OSError):
+    """The transport cannot run with this config (a missing key, an unreadable PKCS#12).
+
+    An ``OSError`` so that the engine reports it where it reports a port that cannot be bound
+    (server) or a connection that cannot be opened (client). ``str()`` is the whole message.
+    """
+
+
 class Transport(ABC):
     """Opens channels to a server (client side) and accepts them (server side)."""
 

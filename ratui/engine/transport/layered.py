@@ -38,6 +38,7 @@ from typing import Any
 from ..channel import Channel, format_addr
 from ..config import TcpTransportConfig, split_host_port
 from .base import LISTEN_BACKLOG, AcceptHandler, Transport
+from .base import TransportSetupError as TransportSetupError  # where it used to live
 from .proxy import open_connection
 from .tcp import apply_socket_options
 
@@ -45,14 +46,6 @@ log = logging.getLogger("ratui.transport")
 
 #: Seconds a connection has for the layer's handshake, on both sides (rathole: 5 s, server only).
 HANDSHAKE_TIMEOUT = 5.0
-
-
-class TransportSetupError(OSError):
-    """The transport cannot run with this config (a missing key, an unreadable PKCS#12).
-
-    An ``OSError`` so that the engine reports it where it reports a port that cannot be bound
-    (server) or a connection that cannot be opened (client). ``str()`` is the whole message.
-    """
 
 
 class HandshakeError(ConnectionError):

@@ -122,14 +122,15 @@ def _message_sizes(pattern: Pattern) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _into(encrypt: Any) -> Any:
-    """``encrypt_into`` for a ``cryptography`` without it (before 45): one more copy."""
+def _into(crypt: Any) -> Any:
+    """``encrypt_into`` or ``decrypt_into`` for a ``cryptography`` without them (before 45):
+    one more copy."""
 
-    def encrypt_into(nonce: bytes, data: Any, aad: None, buf: memoryview) -> int:
-        buf[:] = encrypt(nonce, data, aad)
+    def crypt_into(nonce: bytes, data: Any, aad: None, buf: memoryview) -> int:
+        buf[:] = crypt(nonce, data, aad)
         return len(buf)
 
-    return encrypt_into
+    return crypt_into
 
 
 def _decode_key(value: str | None) -> bytes | None:
@@ -168,6 +169,7 @@ class NoiseSession(Session):
         "_buf",
         "_conn",
         "_decrypt",
+        "_decrypt_into",
         "_encrypt",
         "_encrypt_small",
         "_index",
@@ -206,6 +208,7 @@ class NoiseSession(Session):
         self._encrypt: Any = None
         self._encrypt_small: Any = None
         self._decrypt: Any = None
+        self._decrypt_into: Any = None
         self._nonce = _NONCE[spec.cipher]
         self._wn = 0
         self._rn = 0
@@ -269,7 +272,9 @@ class NoiseSession(Session):
         sender = aead(send.k)
         self._encrypt_small = sender.encrypt
         self._encrypt = getattr(sender, "encrypt_into", None) or _into(sender.encrypt)
-        self._decrypt = aead(recv.k).decrypt
+        receiver = aead(recv.k)
+        self._decrypt = receiver.decrypt
+        self._decrypt_into = getattr(receiver, "decrypt_into", None) or _into(receiver.decrypt)
         self._wn, self._rn = send.n, recv.n
         self._conn = None  # the handshake state is no longer needed
 
@@ -361,46 +366,93 @@ class NoiseSession(Session):
         self._wn = n
         return out
 
-    def decrypt(self, data: bytes) -> tuple[bytes, bool]:
+    def decrypt(self, data: bytes) -> tuple[bytes | bytearray, bool]:
+        """The plaintext of every whole frame in what arrived so far.
+
+        Only the frame that straddles two reads is copied together (into ``_buf``); every
+        other frame is decrypted where it lies in ``data``. Several frames are decrypted into
+        one new buffer, which is handed on as is, so nothing is joined afterwards."""
         buf = self._buf
-        if buf:
-            buf += data
-            data = buf  # type: ignore[assignment]
         end = len(data)
-        if end < 2:
-            if not buf:
-                buf += data
-            return b"", False
-        decrypt = self._decrypt
-        nonce = self._nonce
-        n = self._rn
-        view = memoryview(data)
         pos = 0
-        parts = []
+        if buf:  # complete the frame that the last read cut, from the front of this one
+            pos = min(end, max(0, 2 - len(buf)))
+            buf += data[:pos]
+            if len(buf) < 2:
+                return b"", False
+            need = 2 + _frame_length(buf, 0) - len(buf)
+            if need > end - pos:
+                _append(buf, data, pos, end)
+                return b"", False
+            _append(buf, data, pos, pos + need)
+            pos += need
+        # The whole frames behind it: (offset of the ciphertext in data, its length).
+        frames: list[tuple[int, int]] = []
+        while end - pos >= 2:
+            length = _frame_length(data, pos)
+            if end - pos - 2 < length:
+                break
+            frames.append((pos + 2, length))
+            pos += 2 + length
+        count = len(frames) + (1 if buf else 0)
+        if count == 0:
+            _append(buf, data, pos, end)
+            return b"", False
+        n = self._rn
+        nonce = self._nonce
         try:
-            while end - pos >= 2:
-                length = data[pos] | data[pos + 1] << 8
-                if end - pos - 2 < length:
-                    break
-                if length < TAG:
-                    raise LayerError(f"a {length}-byte message is shorter than its 16-byte tag")
-                try:
-                    parts.append(decrypt(nonce(n), view[pos + 2 : pos + 2 + length], None))
-                except InvalidTag:
-                    raise LayerError(f"message {n} failed authentication") from None
-                n += 1
-                pos += 2 + length
-            self._rn = n
-            rest = view[pos:].tobytes() if pos < end else b""
-        finally:
-            view.release()
-        if buf:
-            buf.clear()
-        if rest:
-            buf += rest
-        if len(parts) == 1:
-            return parts[0], False
-        return b"".join(parts), False
+            if count == 1:  # the usual case for small writes: no buffer to set up
+                if buf:
+                    with memoryview(buf) as head:
+                        plain = self._decrypt(nonce(n), head[2:], None)
+                else:
+                    at, length = frames[0]
+                    with memoryview(data) as view:
+                        plain = self._decrypt(nonce(n), view[at : at + length], None)
+                self._rn = n + 1
+            else:
+                plain = self._decrypt_frames(data, frames)
+        except InvalidTag:
+            raise LayerError(f"message {self._rn} failed authentication") from None
+        buf.clear()
+        _append(buf, data, pos, end)
+        return plain, False
+
+    def _decrypt_frames(self, data: bytes, frames: list[tuple[int, int]]) -> bytearray:
+        """Decrypt the frame in ``_buf`` (if any), then ``frames`` of ``data``, into one new
+        buffer; ``_rn`` counts each frame that passed."""
+        buf = self._buf
+        first = len(buf) - 2 - TAG if buf else 0
+        plain = bytearray(first + sum(length for _, length in frames) - TAG * len(frames))
+        decrypt_into = self._decrypt_into
+        nonce = self._nonce
+        with memoryview(plain) as out, memoryview(data) as view:
+            if buf:
+                with memoryview(buf) as head:
+                    decrypt_into(nonce(self._rn), head[2:], None, out[:first])
+                self._rn += 1
+            pos = first
+            for at, length in frames:
+                size = length - TAG
+                decrypt_into(nonce(self._rn), view[at : at + length], None, out[pos : pos + size])
+                self._rn += 1
+                pos += size
+        return plain
+
+
+def _append(buf: bytearray, data: bytes, start: int, stop: int) -> None:
+    """``buf += data[start:stop]`` without first copying the slice."""
+    if start < stop:
+        with memoryview(data) as view:
+            buf += view[start:stop]
+
+
+def _frame_length(data: bytes | bytearray, pos: int) -> int:
+    """The u16 LE length of the frame at ``pos``; a frame shorter than its tag is an error."""
+    length = data[pos] | data[pos + 1] << 8
+    if length < TAG:
+        raise LayerError(f"a {length}-byte message is shorter than its 16-byte tag")
+    return length
 
 
 @dataclass
