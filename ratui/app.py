@@ -547,8 +547,8 @@ class RatuiApp(App[int]):
         """Write ``text`` as the config and apply it to the running tunnel at once.
 
         The caller validated ``text`` with parse_config. Locally the file is replaced
-        atomically (mode 0600, the previous version kept as ``.bak``) and the engine applies
-        it; attached, the daemon applies and saves it. A toast says what changed."""
+        as every config is written (``setup.files.write_secret_file``) and the engine
+        applies it; attached, the daemon applies and saves it. A toast says what changed."""
         if self.remote is not None:
             result = await self.remote.apply(text, persist=True)
         else:

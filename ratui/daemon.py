@@ -22,7 +22,6 @@ import os
 import socket
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from .control import MAX_LINE, OPS, PROTOCOL_VERSION, ProtocolError, decode, enc
 from .engine.config import ConfigError, parse_config
 from .engine.runtime import ApplyResult, Runtime
 from .engine.state import Subscription
+from .setup.files import write_secret_file
 
 log = logging.getLogger("ratui.daemon")
 
@@ -309,8 +309,8 @@ class _Session:
 
     async def op_apply(self, request: dict[str, Any]) -> dict[str, Any]:
         """Parse ``toml`` as the config file's new text and apply it through the hot reload
-        path; with ``persist`` the file is then replaced by it (atomically, mode kept), so
-        the change survives a restart."""
+        path; with ``persist`` the file is then replaced by it (as every config is written:
+        :func:`~ratui.setup.files.write_secret_file`), so the change survives a restart."""
         text = request.get("toml")
         if not isinstance(text, str):
             raise ProtocolError("apply needs the config as a string in 'toml'", "bad_request")
@@ -325,7 +325,9 @@ class _Session:
         reply = apply_result(result)
         if persist and result.applied:
             try:
-                await asyncio.to_thread(write_atomically, Path(self.runtime.path), text)
+                await asyncio.to_thread(
+                    write_secret_file, Path(self.runtime.path), text, overwrite=True
+                )
             except OSError as exc:
                 reply["saved"] = False
                 reply["save_error"] = f"cannot write {self.runtime.path}: {exc.strerror or exc}"
@@ -403,27 +405,6 @@ def _take_lock(path: Path) -> int:
             raise ControlSocketInUse(f"{path.with_suffix('')} is served by another ratui") from None
         raise
     return fd
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: a temporary file in the same directory, synced, then
-    renamed over it, keeping the old file's mode (a file with tokens stays 0600)."""
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o600
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 async def start_control(

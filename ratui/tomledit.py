@@ -9,6 +9,11 @@ goes below the comments that introduce the next table.
 tomlkit keeps the lines between a table's last key and the next header (blank lines,
 comments) at the end of the previous table's body; the "gap" helpers below move them so they
 stay in front of the header they introduce.
+
+A role may be split over the file (``[server]`` ... ``[client]`` ... ``[server.services.b]``),
+which tomlkit shows as one out-of-order proxy over several tables; the edits work on those
+tables themselves ("parts", in file order), so each change lands where its lines are. A
+service may also be an inline table (``web = { bind_addr = "..." }``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Concatenate, ParamSpec
 
 import tomlkit
 from tomlkit.container import Container
-from tomlkit.items import Comment, Null, SingleKey, Table, Whitespace
+from tomlkit.items import Comment, InlineTable, Null, SingleKey, Table, Whitespace
 
 ROLES = ("server", "client")
 #: The address key a service has in each role.
@@ -28,6 +33,7 @@ ADDR_KEY = {"server": "bind_addr", "client": "local_addr"}
 TRANSPORT_KEYS = {
     "noise": ("pattern", "local_private_key", "remote_public_key"),
     "tls": ("hostname", "trusted_root", "pkcs12", "pkcs12_password"),
+    "websocket": ("tls",),
 }
 
 #: A field value: None (or "") removes the key.
@@ -59,46 +65,71 @@ def _edit(
     return pure
 
 
-def _role(doc: tomlkit.TOMLDocument, role: str) -> Table | None:
+#: A service: ``[ROLE.services.NAME]`` or ``NAME = { ... }`` under ``[ROLE.services]``.
+Service = Table | InlineTable
+
+
+def _parts(container: Container, key: str) -> list[Table]:
+    """The tables under ``key`` in ``container``, in file order: one, or several where the
+    file splits it."""
+    return [v for k, v in container.body if k is not None and k.key == key and isinstance(v, Table)]
+
+
+def _roles(doc: tomlkit.TOMLDocument, role: str) -> list[Table]:
     if role not in ROLES:
         raise ValueError(f"role must be server or client, not {role!r}")
-    table = doc.get(role)
-    return table if isinstance(table, Table) else None
+    return _parts(doc, role)
 
 
-def _services_table(doc: tomlkit.TOMLDocument, role: str) -> Table | None:
-    role_table = _role(doc, role)
-    if role_table is None:
-        return None
-    services = role_table.get("services")
-    return services if isinstance(services, Table) else None
+def _role(doc: tomlkit.TOMLDocument, role: str) -> Table | None:
+    """The role's first table: where a new key or table of the role goes."""
+    return next(iter(_roles(doc, role)), None)
+
+
+def _services_tables(doc: tomlkit.TOMLDocument, role: str) -> list[Table]:
+    return [part for table in _roles(doc, role) for part in _parts(table.value, "services")]
+
+
+def _entries(doc: tomlkit.TOMLDocument, role: str) -> list[tuple[Table, str, Service]]:
+    """(services table holding it, name, service) for each service, in file order."""
+    return [
+        (table, key.key, value)
+        for table in _services_tables(doc, role)
+        for key, value in table.value.body
+        if key is not None and isinstance(value, (Table, InlineTable))
+    ]
 
 
 def services(doc: tomlkit.TOMLDocument, role: str) -> list[str]:
     """The names of ``role``'s services, in file order."""
-    table = _services_table(doc, role)
-    return [] if table is None else [k for k, v in table.items() if isinstance(v, Table)]
+    return [name for _, name, _ in _entries(doc, role)]
 
 
 def service_fields(doc: tomlkit.TOMLDocument, role: str, name: str) -> dict[str, Any]:
     """The keys of ``[ROLE.services.NAME]`` as plain Python values."""
-    table = _service(doc, role, name)
-    return dict(table.unwrap())
+    return dict(_service(doc, role, name).unwrap())
+
+
+def _transport(doc: tomlkit.TOMLDocument, role: str) -> Table | None:
+    return next((t for table in _roles(doc, role) for t in _parts(table.value, "transport")), None)
 
 
 def transport_fields(doc: tomlkit.TOMLDocument, role: str) -> dict[str, Any]:
     """``[ROLE.transport]`` as plain values (``{}`` when the table is absent)."""
-    role_table = _role(doc, role)
-    transport = role_table.get("transport") if role_table is not None else None
-    return dict(transport.unwrap()) if isinstance(transport, Table) else {}
+    transport = _transport(doc, role)
+    return dict(transport.unwrap()) if transport is not None else {}
 
 
-def _service(doc: tomlkit.TOMLDocument, role: str, name: str) -> Table:
-    table = _services_table(doc, role)
-    service = table.get(name) if table is not None else None
-    if not isinstance(service, Table):
-        raise KeyError(f"no service {name!r} in [{role}]")
-    return service
+def _locate(doc: tomlkit.TOMLDocument, role: str, name: str) -> tuple[Table, Service]:
+    """The services table holding service ``name``, and the service."""
+    for table, key, service in _entries(doc, role):
+        if key == name:
+            return table, service
+    raise KeyError(f"no service {name!r} in [{role}]")
+
+
+def _service(doc: tomlkit.TOMLDocument, role: str, name: str) -> Service:
+    return _locate(doc, role, name)[1]
 
 
 # --------------------------------------------------------------------------- container surgery
@@ -160,18 +191,32 @@ def _tail(table: Table) -> Container:
 def _before(doc: tomlkit.TOMLDocument, role: str, name: str) -> tuple[Container, int]:
     """Where the lines right above ``[ROLE.services.NAME]``'s header live: (container, end)
     with the lines being the gap before body position ``end`` of ``container``."""
-    services_table = _services_table(doc, role)
-    assert services_table is not None
-    names = services(doc, role)
-    position = names.index(name)
-    if position > 0:
-        previous = _tail(services_table[names[position - 1]])
-        return previous, len(previous.body)
-    role_table = _role(doc, role)
-    assert role_table is not None
-    body = role_table.value.body
-    index = next(i for i, (k, _) in enumerate(body) if k is not None and k.key == "services")
-    return role_table.value, index
+    services_table, _ = _locate(doc, role, name)
+    body = services_table.value.body
+    index = next(i for i, (k, _) in enumerate(body) if k is not None and k.key == name)
+    previous = [v for k, v in body[:index] if k is not None and isinstance(v, Table)]
+    if previous:
+        tail = _tail(previous[-1])
+        return tail, len(tail.body)
+    role_table = _holder(doc, role, services_table)
+    at = next(i for i, (_, v) in enumerate(role_table.value.body) if v is services_table)
+    if at == 0 and role_table.is_super_table():
+        # A split-off ``[ROLE.services.NAME]``: its lines end the table before it.
+        index = next(i for i, (_, v) in enumerate(doc.body) if v is role_table)
+        earlier = [v for _, v in doc.body[:index] if isinstance(v, Table)]
+        if earlier:
+            tail = _tail(earlier[-1])
+            return tail, len(tail.body)
+    return role_table.value, at
+
+
+def _holder(doc: tomlkit.TOMLDocument, role: str, services_table: Table) -> Table:
+    """The table of ``role`` that holds ``services_table``."""
+    return next(
+        t
+        for t in _roles(doc, role)
+        if any(p is services_table for p in _parts(t.value, "services"))
+    )
 
 
 def _last_key_index(container: Container) -> int:
@@ -248,33 +293,39 @@ def add_service(
     for key, value in fields.items():
         if value is not None and value != "":
             table.add(key, value)
-    services_table = _services_table(doc, role)
-    if services_table is None:
+    services_tables = _services_tables(doc, role)
+    if any(
+        k is not None and k.key == "services" and not isinstance(v, Table)
+        for part in _roles(doc, role)
+        for k, v in part.value.body
+    ):
+        raise ValueError(
+            f"[{role}] services is one inline table here: add a service in the raw TOML (ctrl+t)"
+        )
+    if not services_tables:
         services_table = tomlkit.table(is_super_table=True)
         _append_table(role_table, "services", services_table)
         services_table.append(SingleKey(name), table)
     else:
-        _append_table(services_table, SingleKey(name), table)
+        _append_table(services_tables[-1], SingleKey(name), table)
 
 
 @_edit
 def remove_service(doc: tomlkit.TOMLDocument, role: str, name: str) -> None:
     """Remove ``[ROLE.services.NAME]`` with the comment lines above its header; the lines
     that introduced the next table stay in front of it."""
-    service = _service(doc, role, name)
-    container, end = _before(doc, role, name)
-    above = _gap(container, end)
-    _take(container, above)
-    carried = _own_gap(service)
-    _insert_keyless(container, above[0] if above else end, carried)
-    services_table = _services_table(doc, role)
-    assert services_table is not None
-    del services_table[name]
-    if not services(doc, role):
-        role_table = _role(doc, role)
-        assert role_table is not None
+    services_table, service = _locate(doc, role, name)
+    if isinstance(service, Table):
+        container, end = _before(doc, role, name)
+        above = _gap(container, end)
+        _take(container, above)
+        carried = _own_gap(service)
+        _insert_keyless(container, above[0] if above else end, carried)
+    services_table.remove(name)
+    if not any(t is services_table for t, _, _ in _entries(doc, role)):
+        role_table = _holder(doc, role, services_table)
         leftover = _take(services_table.value, list(range(len(services_table.value.body))))
-        del role_table["services"]
+        role_table.remove("services")
         for item in leftover:
             if not isinstance(item, Null):
                 role_table.value.append(None, item)
@@ -287,16 +338,15 @@ def rename_service(doc: tomlkit.TOMLDocument, role: str, old: str, new: str) -> 
         return
     if new in services(doc, role):
         raise ValueError(f"[{role}] already has a service named {new!r}")
-    service = _service(doc, role, old)
-    services_table = _services_table(doc, role)
-    assert services_table is not None
+    services_table, service = _locate(doc, role, old)
     # tomlkit's own key replacement adds a blank line after a table ending in a comment;
     # swapping the key in the body is enough for rendering, and @_edit parses the result.
     container = services_table.value
     index = container._map.pop(SingleKey(old))
     container.body[index] = (SingleKey(new), service)
-    service.name = new
-    service.invalidate_display_name()
+    if isinstance(service, Table):
+        service.name = new
+        service.invalidate_display_name()
 
 
 # --------------------------------------------------------------------------- transport
@@ -326,8 +376,8 @@ def set_transport(
         raise ValueError(f"the config has no [{role}] table")
     sections = sections or {}
     wanted = any(v not in (None, "") for fields in sections.values() for v in fields.values())
-    existing = role_table.get("transport")
-    if not isinstance(existing, Table):
+    existing = _transport(doc, role)
+    if existing is None:
         if transport_type == "tcp" and not wanted:
             return
         existing = tomlkit.table()

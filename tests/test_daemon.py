@@ -45,6 +45,7 @@ from ratui.engine.state import (
     Snapshot,
     VisitorSnapshot,
 )
+from ratui.setup.files import write_secret_file
 
 NOBODY = 65534
 
@@ -225,6 +226,51 @@ def test_socket_serves_state_events_and_changes(tmp_path, procs: Procs, echo, so
 
 
 @pytest.mark.timeout(60)
+def symlinked_config(config: Path, mode: int) -> Path:
+    """Turn ``config`` into a link to a file of that text and ``mode`` in a directory of its
+    own, as a config kept in a dotfiles repository is; returns that file."""
+    target = config.parent / "dotfiles" / config.name
+    target.parent.mkdir()
+    config.rename(target)
+    target.chmod(mode)
+    config.symlink_to(target)
+    return target
+
+
+def save_outcome(config: Path, target: Path, old: str, new: str) -> tuple[object, ...]:
+    backup = target.with_name(target.name + ".bak")
+    assert target.read_text() == new and backup.read_text() == old
+    return (
+        config.is_symlink(),
+        stat.S_IMODE(target.stat().st_mode),
+        stat.S_IMODE(backup.stat().st_mode),
+        sorted(p.name for p in target.parent.iterdir()),
+    )
+
+
+def test_a_save_through_the_daemon_writes_as_a_local_save(
+    tmp_path, procs: Procs, echo, sockdir
+) -> None:
+    """The daemon's persist and the editor's local save write with one policy: a .bak, 0600
+    for a file others could read, and a symlinked config written through to its target."""
+    daemon = start_daemon(procs, tmp_path, sockdir, echo.addr)
+    old = daemon.config.read_text()
+    target = symlinked_config(daemon.config, 0o644)
+    new = old + "\n# saved\n"
+    with Client(daemon.socket) as client:
+        saved = client.result("apply", toml=new, persist=True)
+    assert saved["applied"] is True and saved["saved"] is True
+    remote = save_outcome(daemon.config, target, old, new)
+
+    local = tmp_path / "local" / daemon.config.name
+    local.parent.mkdir()
+    local.write_text(old)
+    local_target = symlinked_config(local, 0o644)
+    write_secret_file(local, new, overwrite=True)  # what the editor's local save calls
+    assert save_outcome(local, local_target, old, new) == remote
+    assert remote == (True, 0o600, 0o600, [target.name, f"{target.name}.bak"])
+
+
 def test_several_clients_at_once(tmp_path, procs: Procs, echo, sockdir) -> None:
     daemon = start_daemon(procs, tmp_path, sockdir, echo.addr)
     clients = [Client(daemon.socket) for _ in range(5)]

@@ -20,11 +20,11 @@ from daemons import start_daemon
 from test_app import echo_server, run, until
 from test_snapshots import _snapshot_dir_and_timezone, server_app  # noqa: F401 - autouse
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, TextArea
+from textual.widgets import Input, OptionList, Select, TextArea
 
 from ratui.app import RatuiApp
 from ratui.attach import attached_config
-from ratui.engine.config import ConfigError, load_config
+from ratui.engine.config import ConfigError, load_config, parse_config
 from ratui.engine.state import ControlState
 from ratui.remote import RemoteState
 from ratui.screens.dashboard import DashboardScreen
@@ -40,7 +40,9 @@ class Setup:
     pilot: Pilot
     path: Path
     text: str
-    ports: dict[str, int]  # public ports (web, ssh) and echo ports (echo-web, echo-ssh, spare)
+    ports: dict[
+        str, int
+    ]  # public ports (web, ssh), echo ports (echo-web, echo-ssh, spare, echo-cam)
 
 
 def config_text(ports: dict[str, int]) -> str:
@@ -79,6 +81,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Setup]:
         echo_server() as echo_web,
         echo_server() as echo_ssh,
         echo_server() as spare,
+        echo_server() as echo_cam,
     ):
         ports = {
             "control": free_port(),
@@ -87,6 +90,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Setup]:
             "echo-web": echo_web,
             "echo-ssh": echo_ssh,
             "spare": spare,
+            "echo-cam": echo_cam,
         }
         path = tmp_path / "ratui.toml"
         text = config_text(ports)
@@ -170,7 +174,7 @@ def test_forms_edit_keeps_comments_and_applies_at_once(tmp_path: Path) -> None:
             await retype(s, editor, "addr", f"127.0.0.1:{cam}")
             await choose(s, editor, "add:client:")
             await retype(s, editor, "name", "cam")
-            await retype(s, editor, "addr", f"127.0.0.1:{s.ports['echo-ssh']}")
+            await retype(s, editor, "addr", f"127.0.0.1:{s.ports['echo-cam']}")
             await s.pilot.press("ctrl+s")
             await until(s.pilot, lambda: isinstance(s.app.screen, DashboardScreen), "saved")
 
@@ -186,8 +190,9 @@ def test_forms_edit_keeps_comments_and_applies_at_once(tmp_path: Path) -> None:
                     "\n[client]",
                 )
                 .replace(
-                    "# ssh at home\n[client.services.ssh]\n",
-                    "[client.services.cam]\n",
+                    "# ssh at home\n[client.services.ssh]\n"
+                    f'local_addr = "127.0.0.1:{p["echo-ssh"]}"',
+                    f'[client.services.cam]\nlocal_addr = "127.0.0.1:{p["echo-cam"]}"',
                 )
             )
             assert s.path.read_text() == expected
@@ -196,7 +201,7 @@ def test_forms_edit_keeps_comments_and_applies_at_once(tmp_path: Path) -> None:
             assert backup.read_text() == s.text
             assert mode(backup) == 0o600
 
-            # Applied: cam carries bytes to the ssh echo service, ssh is gone, web goes to
+            # Applied: cam carries bytes to its own echo service, ssh is gone, web goes to
             # the spare echo service.
             await until(s.pilot, lambda: tunnel_up(s.app, 4), "web and cam up")
             names = sorted({sv.name for sv in s.app.state.snapshot().services})
@@ -230,6 +235,25 @@ def test_an_invalid_form_shows_the_error_in_place_and_writes_nothing(tmp_path: P
             await s.pilot.press("ctrl+s")
             await s.pilot.pause()
             assert editor.query_one("#name-error", FieldError).problem == "a service needs a name"
+            assert s.path.read_text() == s.text
+
+    run(main())
+
+
+def test_escape_with_an_edit_still_in_the_form_warns_first(tmp_path: Path) -> None:
+    """An address retyped but not yet moved away from counts as an unsaved change."""
+
+    async def main() -> None:
+        async with running(tmp_path) as s:
+            editor = await open_editor(s)
+            await choose(s, editor, "service:client:web")
+            await retype(s, editor, "addr", f"127.0.0.1:{s.ports['spare']}")
+            await s.pilot.press("escape")
+            await s.pilot.pause()
+            assert s.app.screen is editor
+            assert any("Unsaved changes" in n.message for n in s.app._notifications)
+            await s.pilot.press("escape")
+            await until(s.pilot, lambda: isinstance(s.app.screen, DashboardScreen), "closed")
             assert s.path.read_text() == s.text
 
     run(main())
@@ -388,12 +412,14 @@ nodelay = false
 """
 
 
-def editor_on_frozen_app(press: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def editor_on_frozen_app(  # type: ignore[no-untyped-def]
+    press: tuple[str, ...] = (), text: str = COMMENTED
+):
     app, run_before = server_app()
 
     async def show(pilot: Pilot) -> None:
         await run_before(pilot)  # type: ignore[operator]
-        app.push_screen(EditorScreen(COMMENTED, "/etc/ratui/server.toml"))
+        app.push_screen(EditorScreen(text, "/etc/ratui/server.toml"))
         await pilot.pause()
         await pilot.press(*press)
         await pilot.pause()
@@ -409,6 +435,55 @@ def test_editor_forms_80x24(snap_compare) -> None:
 def test_editor_raw_80x24(snap_compare) -> None:
     app, show = editor_on_frozen_app(("ctrl+t",))
     assert snap_compare(app, run_before=show, terminal_size=(80, 24))
+
+
+def test_the_transport_form_sets_websocket_tls() -> None:
+    async def main() -> None:
+        app, show = editor_on_frozen_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await show(pilot)
+            editor = app.screen
+            assert isinstance(editor, EditorScreen)
+            entries = editor.query_one("#entries", OptionList)
+            entries.highlighted = entries.get_option_index("transport:server:")
+            await pilot.pause()
+            choice = editor.query_one("#tr-websocket-tls")
+            assert choice.has_class("-hidden")  # only for a websocket transport
+            editor.query_one("#tr-type-select", Select).value = "websocket"
+            await pilot.pause()
+            assert not choice.has_class("-hidden")
+            editor.query_one("#tr-websocket-tls-select", Select).value = False
+            text = editor.text()
+            assert text is not None
+            transport = parse_config(text).server
+            assert transport is not None and transport.transport.websocket is not None
+            assert transport.transport.websocket.tls is False
+
+    run(main())
+
+
+def test_a_form_edit_the_file_layout_cannot_take_is_refused_in_place() -> None:
+    inline = (
+        '[server]\nbind_addr = "0.0.0.0:2333"\ndefault_token = "t"\n'
+        'services = { web = { bind_addr = "0.0.0.0:80" } }\n'
+    )
+
+    async def main() -> None:
+        app, show = editor_on_frozen_app(text=inline)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await show(pilot)
+            editor = app.screen
+            assert isinstance(editor, EditorScreen)
+            entries = editor.query_one("#entries", OptionList)
+            entries.highlighted = entries.get_option_index("add:server:")
+            await pilot.pause()
+            editor.query_one("#name-input", Input).value = "ssh"
+            editor.query_one("#addr-input", Input).value = "0.0.0.0:22"
+            assert editor.text() is None
+            assert "raw TOML (ctrl+t)" in editor.query_one("#name-error", FieldError).problem
+            assert app.screen is editor
+
+    run(main())
 
 
 # ---------------------------------------------------------------------- attached to a daemon

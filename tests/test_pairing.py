@@ -100,6 +100,30 @@ def test_altered_code_is_refused() -> None:
     assert "altered" in message(CODE[:middle] + "!" + CODE[middle + 1 :])
 
 
+def test_an_altered_length_field_is_called_altered() -> None:
+    """The header's length field changed: the code is whole, but says it is not."""
+    data = base64.urlsafe_b64decode(CODE[len(PREFIX) :] + "==")
+    flags, length = struct.unpack_from(">BH", data)
+    for wrong in (length + 40, length - 4):
+        forged = struct.pack(">BH", flags, wrong) + data[3:]
+        text = PREFIX + base64.urlsafe_b64encode(forged).decode().rstrip("=")
+        assert "altered (its length field)" in message(text)
+    # Characters 8 to 10 (the length field's) typed wrong, flags and all.
+    assert "altered" in message(CODE[:8] + "zzz" + CODE[11:])
+
+
+def test_the_ratui_pair_command_before_a_code_is_ignored() -> None:
+    assert decode(f"ratui pair {CODE}") == ONE_NOISE_SERVICE
+    assert decode(f"  ratui  pair\n{CODE[:40]}\n{CODE[40:]}\n") == ONE_NOISE_SERVICE
+    assert looks_like_code(f"ratui pair {CODE[:20]}")
+
+
+def test_tokens_are_not_in_the_repr() -> None:
+    service = ONE_NOISE_SERVICE.services[0]
+    assert service.token not in repr(ONE_NOISE_SERVICE)
+    assert service.name in repr(ONE_NOISE_SERVICE)
+
+
 def test_extra_characters_are_refused() -> None:
     assert "too many" in message(CODE + "AAAA")
 

@@ -10,6 +10,7 @@ import re
 import stat
 import subprocess
 import sys
+import termios
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +21,25 @@ from tunnels import echo_check, wait_until
 
 from ratui.engine.config import load_config
 
-CODE = re.compile(r"ratui pair (ratui1:[A-Za-z0-9_-]+)")
+#: The code on a line of its own, as ``ratui init server`` prints it.
+CODE = re.compile(r"^  (ratui1:[A-Za-z0-9_-]+)$", re.M)
 
 
 def ratui(
-    *args: str, env_dir: Path, stdin: int | None = subprocess.DEVNULL
+    *args: str,
+    env_dir: Path,
+    stdin: int | None = subprocess.DEVNULL,
+    text_in: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m ratui ARGS`` with its config directory in ``env_dir``."""
+    """``python -m ratui ARGS`` with its config directory in ``env_dir``; ``text_in`` is its
+    standard input when given, else ``stdin``."""
     return subprocess.run(
         [sys.executable, "-m", "ratui", *args],
         env={**os.environ, "RATUI_CONFIG_DIR": str(env_dir)},
-        stdin=stdin,
+        cwd=cwd,
+        start_new_session=True,  # no controlling terminal: prompts read standard input
+        **({"input": text_in} if text_in is not None else {"stdin": stdin}),
         capture_output=True,
         text=True,
         timeout=60,
@@ -79,7 +88,9 @@ def init_server(tmp_path: Path, *extra: str, udp: bool = False) -> Server:
     return Server(config, match.group(1), control, public)
 
 
-def pair(tmp_path: Path, server: Server, echo: EchoServer, *extra: str) -> Path:
+def pair(
+    tmp_path: Path, server: Server, echo: EchoServer, *extra: str, cwd: Path | None = None
+) -> Path:
     client = tmp_path / "client" / "client.toml"
     result = ratui(
         "pair",
@@ -89,6 +100,7 @@ def pair(tmp_path: Path, server: Server, echo: EchoServer, *extra: str) -> Path:
         f"echo={echo.addr}",
         *extra,
         env_dir=tmp_path / "cfg",
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr
     assert f"Wrote the client config to {client}." in result.stdout
@@ -127,19 +139,27 @@ def test_init_then_pair_makes_a_working_tunnel(
 def test_tls_init_and_pair_with_a_private_ca(
     procs: Procs, tmp_path: Path, echo: EchoServer
 ) -> None:
+    """The password comes from a file, and a relative CA path is written as an absolute one
+    (the client may run from another directory)."""
     ident = server_identity(tmp_path / "pki")
+    password_file = tmp_path / "password"
+    password_file.write_text(ident.password + "\n")
     server = init_server(
         tmp_path,
         "--transport",
         "tls",
         "--tls-pkcs12",
         str(ident.pkcs12),
-        "--tls-password",
-        ident.password,
+        "--tls-password-file",
+        str(password_file),
         "--tls-hostname",
         "localhost",
     )
-    client = pair(tmp_path, server, echo, "--tls-trusted-root", str(ident.ca_pem))
+    relative = ident.ca_pem.relative_to(tmp_path)
+    client = pair(tmp_path, server, echo, "--tls-trusted-root", str(relative), cwd=tmp_path)
+    config = load_config(client).client
+    assert config is not None and config.transport.tls is not None
+    assert config.transport.tls.trusted_root == str(ident.ca_pem)
     run_tunnel(procs, server, client, ("ratui", "ratui"))
     check = ratui("pair", "--check", str(client), env_dir=tmp_path / "cfg")
     assert check.returncode == 0, check.stderr
@@ -219,6 +239,33 @@ def test_pair_asks_for_local_addresses_on_a_terminal(tmp_path: Path) -> None:
     assert client is not None and client.services["echo"].local_addr == "127.0.0.1:8080"
 
 
+def test_pair_without_a_code_asks_for_it_on_a_terminal(tmp_path: Path) -> None:
+    """The code is typed at a prompt that turns the terminal's echo off first."""
+    server = init_server(tmp_path)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ratui", "pair", "--local", "echo=1"],
+        env={**os.environ, "RATUI_CONFIG_DIR": str(tmp_path / "cfg")},
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    )
+    try:
+        wait_until(lambda: not termios.tcgetattr(terminal)[3] & termios.ECHO, 20, "the prompt")
+        os.write(controller, f"{server.code}\n".encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        os.close(controller)
+        os.close(terminal)
+    assert proc.returncode == 0, err
+    assert "Pairing code (not shown as you paste it):" in err and server.code not in out + err
+    client = load_config(tmp_path / "cfg" / "ratui.toml").client
+    assert client is not None and client.services["echo"].local_addr == "127.0.0.1:1"
+
+
 def test_show_prints_the_same_code_again(tmp_path: Path) -> None:
     server = init_server(tmp_path)
     shown = ratui("pair", "--show", str(server.config), env_dir=tmp_path / "cfg")
@@ -246,6 +293,20 @@ def test_pair_takes_the_path_after_the_options_and_a_code_copied_off_a_screen(
     assert result.returncode == 0, result.stderr
     assert f"Wrote the client config to {client}." in result.stdout
     assert load_config(client).client is not None
+
+
+def test_pair_reads_the_code_from_standard_input(tmp_path: Path) -> None:
+    """``ratui pair -`` keeps the code out of the command line; what the server's screen
+    copies (``ratui pair CODE``, maybe wrapped) is taken as well."""
+    server = init_server(tmp_path)
+    client = tmp_path / "client.toml"
+    pasted = f"ratui pair {server.code[:50]}\n{server.code[50:]}\n"
+    result = ratui(
+        "pair", "-", str(client), "--local", "echo=1", env_dir=tmp_path / "cfg", text_in=pasted
+    )
+    assert result.returncode == 0, result.stderr
+    config = load_config(client).client
+    assert config is not None and list(config.services) == ["echo"]
 
 
 # errors and usage ---------------------------------------------------------------------------

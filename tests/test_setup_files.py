@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -58,16 +59,56 @@ def test_overwrite_keeps_a_0600_backup(tmp_path: Path) -> None:
 
 def test_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
     target = tmp_path / "ratui.toml"
-    # A lone surrogate cannot be encoded: the write fails halfway through preparing.
+    # A lone surrogate cannot be encoded: nothing is touched, not even the backup.
     with pytest.raises(UnicodeEncodeError):
         write_secret_file(target, "token = 'x'\n\udc80")
     assert list(tmp_path.iterdir()) == []
     target.write_text("old\n")
+    backup = write_secret_file(target, "new\n", overwrite=True)
+    assert backup is not None
     with pytest.raises(UnicodeEncodeError):
         write_secret_file(target, "\udc80", overwrite=True)
-    assert target.read_text() == "old\n"
-    leftovers = {p.name for p in tmp_path.iterdir()} - {"ratui.toml", "ratui.toml.bak"}
-    assert leftovers == set()
+    assert target.read_text() == "new\n" and backup.read_text() == "old\n"
+
+
+def test_a_write_failing_on_disk_leaves_the_file_and_its_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "ratui.toml"
+    target.write_text("old\n")
+    backup = write_secret_file(target, "new\n", overwrite=True)
+    assert backup is not None
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_secret_file(target, "newer\n", overwrite=True)
+    assert target.read_text() == "new\n" and backup.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratui.toml", "ratui.toml.bak"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(0o600, 0o600), (0o400, 0o400), (0o640, 0o600), (0o644, 0o600)]
+)
+def test_a_replaced_file_keeps_an_owner_only_mode(tmp_path: Path, before: int, after: int) -> None:
+    target = tmp_path / "ratui.toml"
+    target.write_text("old\n")
+    target.chmod(before)
+    write_secret_file(target, "new\n", overwrite=True)
+    assert mode(target) == after and mode(tmp_path / "ratui.toml.bak") == 0o600
+
+
+def test_a_symlinked_config_is_written_through_to_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "dotfiles" / "ratui.toml"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "ratui.toml"
+    link.symlink_to(target)
+    assert write_secret_file(link, "new\n", overwrite=True) == target.with_name("ratui.toml.bak")
+    assert link.is_symlink() and link.read_text() == "new\n"
+    assert target.with_name("ratui.toml.bak").read_text() == "old\n"
 
 
 def test_write_into_a_missing_place_fails_cleanly(tmp_path: Path) -> None:

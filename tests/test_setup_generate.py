@@ -18,10 +18,9 @@ from ratui.setup.generate import (
     pairing_from_config,
     read_public_addr,
     server_toml,
-    validate_addr,
-    validate_name,
 )
 from ratui.setup.pairing import PairedService, Pairing, decode, encode
+from ratui.setup.validate import join_host_port, validate_addr, validate_name
 
 SERVICES = (
     ServiceDraft("ssh", bind_addr="0.0.0.0:5202"),
@@ -166,6 +165,24 @@ def test_pairing_from_config_refuses_what_a_code_cannot_carry() -> None:
     assert server is not None
     with pytest.raises(ValueError, match="public address"):
         pairing_from_config(server, "vps")
+    other_pattern = server_toml(draft("noise")).replace(
+        "[server.transport.noise]",
+        '[server.transport.noise]\npattern = "Noise_XX_25519_ChaChaPoly_BLAKE2s"',
+    )
+    noise = parse_config(other_pattern).server
+    assert noise is not None
+    with pytest.raises(ValueError, match="default Noise pattern"):
+        pairing_from_config(noise, "vps:2333")
+
+
+def test_secrets_are_not_in_the_repr() -> None:
+    d = draft("tls", **TLS)
+    shown = repr(d)
+    secrets = [d.default_token, d.tls_pkcs12_password, "own-dns-token"]
+    assert all(secret and secret not in shown for secret in secrets)
+    assert "ssh" in shown and d.public_addr in shown
+    keyed = draft("noise")
+    assert keyed.noise_private_key and keyed.noise_private_key not in repr(keyed)
 
 
 def test_validators() -> None:
@@ -173,6 +190,8 @@ def test_validators() -> None:
     for bad in ("", "-x", "a b", "x" * 64, "ä"):
         assert validate_name(bad)
     assert validate_addr("[::1]:2333") is None and validate_addr("vps:1") is None
+    assert join_host_port("::1", 5202) == "[::1]:5202"
+    assert join_host_port("0.0.0.0", "80") == "0.0.0.0:80"
     for bad in ("vps", "vps:", "::1:80", "vps:70000"):
         problem = validate_addr(bad)
         assert problem is not None and "host:port" in problem

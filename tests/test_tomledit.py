@@ -159,3 +159,77 @@ def test_changing_an_existing_transport_keeps_its_comments() -> None:
         tomledit.parse(text), "client", "noise", {"noise": {"remote_public_key": KEY}}
     )
     assert doc.as_string() == text.replace('"old="', f'"{KEY}"')
+
+
+SPLIT = """\
+[server]
+bind_addr = "0.0.0.0:2333"
+default_token = "a long secret"
+
+[server.services.a]
+bind_addr = "0.0.0.0:8001"
+
+[client]
+remote_addr = "vps.example.com:2333"
+
+[client.services.n]
+local_addr = "127.0.0.1:80"
+token = "n token"
+
+# b, written after the client
+[server.services.b]
+bind_addr = "0.0.0.0:8002"
+"""
+
+
+def split_edit(edit, *args) -> str:  # type: ignore[no-untyped-def]
+    result = edit(tomledit.parse(SPLIT), *args).as_string()
+    parse_config(result)
+    return result
+
+
+def test_a_role_split_over_the_file_is_edited_where_its_lines_are() -> None:
+    """``[server]`` ... ``[client]`` ... ``[server.services.b]``: tomlkit's out-of-order
+    proxy; every edit still keeps the rest of the text."""
+    doc = tomledit.parse(SPLIT)
+    assert tomledit.services(doc, "server") == ["a", "b"]
+    assert tomledit.service_fields(doc, "server", "b") == {"bind_addr": "0.0.0.0:8002"}
+    added = split_edit(tomledit.add_service, "server", "c", {"bind_addr": "0.0.0.0:8003"})
+    assert added == SPLIT + '\n[server.services.c]\nbind_addr = "0.0.0.0:8003"\n'
+    renamed = split_edit(tomledit.rename_service, "server", "b", "bee")
+    assert renamed == SPLIT.replace("[server.services.b]", "[server.services.bee]")
+    changed = split_edit(tomledit.set_service, "server", "b", {"bind_addr": "0.0.0.0:9"})
+    assert changed == SPLIT.replace("0.0.0.0:8002", "0.0.0.0:9")
+    removed = split_edit(tomledit.remove_service, "server", "b")
+    assert removed == SPLIT[: SPLIT.index("\n# b,")]
+    first_removed = split_edit(tomledit.remove_service, "server", "a")
+    assert first_removed == SPLIT.replace('[server.services.a]\nbind_addr = "0.0.0.0:8001"\n\n', "")
+    noise = {"noise": {"local_private_key": KEY}}
+    transport = split_edit(tomledit.set_transport, "server", "noise", noise)
+    assert tomledit.transport_fields(tomledit.parse(transport), "server")["type"] == "noise"
+    assert transport.replace(transport[transport.index("[server.transport]") :], "") in SPLIT
+
+
+def test_inline_table_services_are_listed_and_edited() -> None:
+    text = (
+        '[server]\nbind_addr = "0.0.0.0:2333"\ndefault_token = "t"\n\n[server.services]\n'
+        'web = { bind_addr = "0.0.0.0:80" }  # the site\nssh = { bind_addr = "0.0.0.0:22" }\n'
+    )
+    doc = tomledit.parse(text)
+    assert tomledit.services(doc, "server") == ["web", "ssh"]
+    renamed = tomledit.rename_service(doc, "server", "web", "site").as_string()
+    assert renamed == text.replace("web =", "site =")
+    changed = tomledit.set_service(doc, "server", "ssh", {"bind_addr": "0.0.0.0:23"})
+    assert changed.as_string() == text.replace("0.0.0.0:22", "0.0.0.0:23")
+    removed = tomledit.remove_service(doc, "server", "web").as_string()
+    assert removed == text.replace('web = { bind_addr = "0.0.0.0:80" }  # the site\n', "")
+    parse_config(removed)
+
+
+def test_adding_to_services_written_as_one_inline_table_is_refused() -> None:
+    text = (
+        '[server]\nbind_addr = "0.0.0.0:2333"\ndefault_token = "t"\n'
+        'services = { web = { bind_addr = "0.0.0.0:80" } }\n'
+    )
+    with pytest.raises(ValueError, match="raw TOML"):
+        tomledit.add_service(tomledit.parse(text), "server", "ssh", {"bind_addr": "0.0.0.0:22"})

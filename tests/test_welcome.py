@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Procs, free_port, wait_port
+from daemons import both_toml
 from terminals import Terminal, open_terminals
 from test_app import echo_server, run, until
 from test_editor import echoes, tunnel_up
@@ -27,20 +28,9 @@ from ratui.setup.files import CONFIG_DIR_ENV
 
 
 def tunnel_toml(local_port: int) -> tuple[str, int]:
-    control, public = free_port(), free_port()
-    text = f"""\
-[server]
-bind_addr = "127.0.0.1:{control}"
-default_token = "welcome-test"
-[server.services.echo]
-bind_addr = "127.0.0.1:{public}"
-[client]
-remote_addr = "127.0.0.1:{control}"
-default_token = "welcome-test"
-[client.services.echo]
-local_addr = "127.0.0.1:{local_port}"
-"""
-    return text, public
+    """A server and client config on loopback to ``local_port``, and its public port."""
+    public = free_port()
+    return both_toml(free_port(), public, f"127.0.0.1:{local_port}"), public
 
 
 @pytest.fixture

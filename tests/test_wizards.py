@@ -40,6 +40,7 @@ from ratui.screens.wizard import ConfirmCancel, Field, FieldError, Wizard
 from ratui.setup.generate import ServerDraft, ServiceDraft, pairing_for, server_toml
 from ratui.setup.pairing import PairedService, PairingError, decode, encode
 from ratui.setup.tokens import new_token
+from ratui.setup.validate import join_host_port
 
 SIZE = (80, 24)
 
@@ -86,10 +87,11 @@ async def server_steps(
     *,
     transport: str = "noise",
     per_service_tokens: bool = False,
+    host: str = "127.0.0.1",
 ) -> None:
     """Steps 1 to 4 of the server wizard on loopback; leaves it on the review step."""
-    await fill(pilot, "bind", f"127.0.0.1:{control}")
-    await fill(pilot, "public", f"127.0.0.1:{control}")
+    await fill(pilot, "bind", join_host_port(host, control))
+    await fill(pilot, "public", join_host_port(host, control))
     await pilot.press("ctrl+n")
     assert step_title(pilot) == "Step 2 of 5 · Transport"
     await pilot.click(f"#kind-{transport}")
@@ -233,18 +235,23 @@ def test_connection_test_names_a_wrong_token_an_unknown_service_and_a_stopped_se
     assert load_config(path).client is not None
 
 
-def test_truncated_or_altered_codes_are_refused_in_place(tmp_path: Path) -> None:
-    code = encode(
+def tcp_code(service: str = "ssh", port: int = 5202) -> str:
+    """The pairing code of a plain TCP server at vps.example.com with one service."""
+    return encode(
         pairing_for(
             ServerDraft(
                 bind_addr="0.0.0.0:2333",
                 public_addr="vps.example.com:2333",
                 transport="tcp",
-                services=(ServiceDraft("ssh", bind_addr="0.0.0.0:5202"),),
+                services=(ServiceDraft(service, bind_addr=f"0.0.0.0:{port}"),),
                 default_token="t" * 24,
             )
         )
     )
+
+
+def test_truncated_or_altered_codes_are_refused_in_place(tmp_path: Path) -> None:
+    code = tcp_code()
     middle = len(code) // 2
     altered = code[:middle] + ("A" if code[middle] != "A" else "B") + code[middle + 1 :]
 
@@ -371,6 +378,45 @@ def test_per_service_tokens_are_shown_and_regenerated(tmp_path: Path) -> None:
     assert [s.token for s in server.services.values()] == final
 
 
+def test_an_ipv6_listen_address_makes_a_server_config(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    control, public = free_port(), free_port()
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await server_steps(pilot, control, [("ssh", public)], transport="tcp", host="::1")
+        assert f"[::1]:{public}" in app.screen.query_one("#toml", TextArea).text
+        await pilot.press("ctrl+n")
+        assert step_title(pilot) == "Done: the server config is written"
+        assert decode(app.screen.query_one(ResultStep).code).remote_addr == f"[::1]:{control}"
+        await pilot.press("ctrl+n")
+
+    assert drive(ServerWizard(path, hostname="vps"), body).result == path
+    server = load_config(path).server
+    assert server is not None and server.bind_addr == f"[::1]:{control}"
+    assert server.services["ssh"].bind_addr == f"[::1]:{public}"
+
+
+def test_a_token_no_pairing_code_can_carry_is_refused_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+
+    async def body(pilot: Pilot, app: WizardHost) -> None:
+        await server_steps(pilot, free_port(), [("ssh", free_port())], transport="tcp")
+        await pilot.press("ctrl+b")
+        await fill(pilot, "token-0", "x" * 300)
+        await pilot.press("ctrl+n")
+        assert step_title(pilot) == "Step 4 of 5 · Tokens"
+        assert error_of(pilot, "token-0") == (
+            "the token is longer than 255 bytes: a pairing code cannot carry it"
+        )
+        await fill(pilot, "token-0", "y" * 40)
+        await pilot.press("ctrl+n")
+        assert step_title(pilot) == "Step 5 of 5 · Review and write"
+        await pilot.press("escape", "y")
+
+    drive(ServerWizard(path, hostname="vps"), body)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_existing_file_is_replaced_only_when_asked_and_kept_as_bak(tmp_path: Path) -> None:
     path = tmp_path / "server.toml"
     path.write_text("# mine\n")
@@ -460,17 +506,7 @@ def test_tls_server_and_a_client_trusting_its_private_ca_tunnel(
 
 
 def test_the_code_can_come_prefilled(tmp_path: Path) -> None:
-    code = encode(
-        pairing_for(
-            ServerDraft(
-                bind_addr="0.0.0.0:2333",
-                public_addr="vps.example.com:2333",
-                transport="tcp",
-                services=(ServiceDraft("web", bind_addr="0.0.0.0:8080"),),
-                default_token="t" * 24,
-            )
-        )
-    )
+    code = tcp_code("web", 8080)
 
     async def body(pilot: Pilot, app: WizardHost) -> None:
         assert app.screen.query_one(CodeArea).text == code
@@ -577,17 +613,7 @@ def test_enter_in_an_empty_service_form_goes_on_once_there_is_a_service(
 
 
 def test_an_error_goes_once_its_field_is_edited(tmp_path: Path) -> None:
-    code = encode(
-        pairing_for(
-            ServerDraft(
-                bind_addr="0.0.0.0:2333",
-                public_addr="vps.example.com:2333",
-                transport="tcp",
-                services=(ServiceDraft("ssh", bind_addr="0.0.0.0:5202"),),
-                default_token="t" * 24,
-            )
-        )
-    )
+    code = tcp_code()
 
     async def body(pilot: Pilot, app: WizardHost) -> None:
         # Typed (not pasted) with a line break: Enter comes before the rest of the code.

@@ -89,6 +89,13 @@ class CodeStep(Step):
         return True
 
 
+def decoded(wizard: Wizard) -> Pairing:
+    """The pairing of the code step (the steps after it run only once there is one)."""
+    pairing = wizard.query_one(CodeStep).pairing
+    assert pairing is not None
+    return pairing
+
+
 class LocalAddrStep(Step):
     title = "Local services"
 
@@ -111,8 +118,7 @@ class LocalAddrStep(Step):
         )
 
     async def enter(self) -> None:
-        pairing = self.wizard.query_one(CodeStep).pairing
-        assert pairing is not None
+        pairing = decoded(self.wizard)
         self.query_one("#about", Static).update(
             f"The server {pairing.remote_addr} ({pairing.transport}) forwards visitors of "
             "each service to this machine. Where does each one run here (host:port)?"
@@ -175,8 +181,7 @@ class ProbeStep(Step):
         )
 
     async def enter(self) -> None:
-        pairing = self.wizard.query_one(CodeStep).pairing
-        assert pairing is not None
+        pairing = decoded(self.wizard)
         self.query_one("#about", Static).update(
             f"Each service's token, tried on the server at {pairing.remote_addr}:"
         )
@@ -247,8 +252,7 @@ class ClientWizard(Wizard):
 
     def toml(self) -> str:
         """The client config for the pairing and the local addresses chosen so far."""
-        pairing = self.query_one(CodeStep).pairing
-        assert pairing is not None
+        pairing = decoded(self)
         local = self.query_one(LocalAddrStep)
         root = local.trusted_root
         return client_toml(pairing, local.addrs, trusted_root=str(root) if root else None)

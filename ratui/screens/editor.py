@@ -196,7 +196,7 @@ class EditorScreen(Screen[None]):
         self.raw.call_after_refresh(self.raw.scroll_cursor_visible)
 
     def action_close(self) -> None:
-        text = self.raw.text if self.mode == RAW else self.forms.doc.as_string()
+        text = self.text()  # the form on screen too; None: it has a problem, so it differs
         if text != self.original and not self._close_armed:
             self._close_armed = True
             self.notify("Unsaved changes: esc again closes without saving", timeout=4)

@@ -18,12 +18,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Label, OptionList, Select
 from textual.widgets.option_list import Option
+from tomlkit.exceptions import TOMLKitError
 
 from .. import tomledit
 from ..engine.config import ConfigError
+from ..setup.pairing import SERVICE_TYPES
 from .wizard import Field, FieldError
 
-SERVICE_TYPES = ("tcp", "udp")
 TRANSPORT_TYPES = ("tcp", "tls", "noise", "websocket")
 NODELAY = (("default", None), ("on", True), ("off", False))
 ADDR_HINT = {
@@ -40,7 +41,9 @@ TRANSPORT_FIELDS = (
     ("tls", "pkcs12", "tls pkcs12 (identity file)"),
     ("tls", "pkcs12_password", "tls pkcs12_password"),
 )
-SHOWN_FOR = {"noise": {"noise"}, "tls": {"tls", "websocket"}}
+SHOWN_FOR = {"noise": {"noise"}, "tls": {"tls", "websocket"}, "websocket": {"websocket"}}
+#: ``[ROLE.transport.websocket] tls``: whether the websocket runs over TLS.
+WEBSOCKET_TLS = (("not set", None), ("on (wss)", True), ("off (ws)", False))
 
 
 def entry_id(kind: str, role: str, name: str = "") -> str:
@@ -110,6 +113,7 @@ class ConfigForms(Horizontal):
                 yield Button("Remove this service", id="remove", variant="error", compact=True)
             with Vertical(id="transport-form"):
                 yield Choice("transport type", [(t, t) for t in TRANSPORT_TYPES], id="tr-type")
+                yield Choice("websocket tls", list(WEBSOCKET_TLS), id="tr-websocket-tls")
                 for section, key, label in TRANSPORT_FIELDS:
                     yield Field(
                         label,
@@ -178,12 +182,15 @@ class ConfigForms(Horizontal):
         fields = tomledit.transport_fields(self.doc, role)
         kind = str(fields.get("type", "tcp"))
         self.query_one("#tr-type-select", Select).value = kind
+        websocket_tls = fields.get("websocket", {}).get("tls")
+        self.query_one("#tr-websocket-tls-select", Select).value = websocket_tls
         for section, key, _ in TRANSPORT_FIELDS:
             values = fields.get(section, {})
             self.query_one(f"#tr-{section}-{key}", Field).value = str(values.get(key, ""))
         self._show_transport_fields(kind)
 
     def _show_transport_fields(self, kind: str) -> None:
+        self.query_one("#tr-websocket-tls").set_class(kind != "websocket", "-hidden")
         for section, key, _ in TRANSPORT_FIELDS:
             shown = kind in SHOWN_FOR[section]
             self.query_one(f"#tr-{section}-{key}").set_class(not shown, "-hidden")
@@ -209,7 +216,11 @@ class ConfigForms(Horizontal):
         event.stop()
         assert self.current is not None
         _, role, name = split_entry(self.current)
-        self.doc = tomledit.remove_service(self.doc, role, name)
+        try:
+            self.doc = tomledit.remove_service(self.doc, role, name)
+        except (ValueError, KeyError, TOMLKitError) as exc:
+            self._refuse("#name", f"cannot remove {name}: {_reason(exc)}")
+            return
         self.current = None
         self.refresh_entries()
         self.notify(f"Removed {role} service {name} (saved with ctrl+s)", timeout=3)
@@ -222,6 +233,12 @@ class ConfigForms(Horizontal):
         if self.current is None:
             return True
         kind, role, name = split_entry(self.current)
+        try:
+            return self._commit(kind, role, name)
+        except (ValueError, KeyError, TOMLKitError) as exc:  # a layout the edits cannot handle
+            return self._refuse("#tr-type" if kind == "transport" else "#name", _reason(exc))
+
+    def _commit(self, kind: str, role: str, name: str) -> bool:
         if kind == "transport":
             self._commit_transport(role)
             return True
@@ -258,9 +275,15 @@ class ConfigForms(Horizontal):
         for section, key, _ in TRANSPORT_FIELDS:
             value = self.query_one(f"#tr-{section}-{key}", Field).value
             sections.setdefault(section, {})[key] = value
+        sections["websocket"] = {"tls": self.query_one("#tr-websocket-tls-select", Select).value}
         self.doc = tomledit.set_transport(self.doc, role, kind, sections)
 
     # ------------------------------------------------------------------ errors in place
+
+    def _refuse(self, field: str, problem: str) -> bool:
+        """Show ``problem`` under ``field`` (a form field's id); always False."""
+        self.query_one(field).query_one(FieldError).show(problem)
+        return False
 
     def _clear_errors(self) -> None:
         for error in self.query(FieldError):
@@ -297,3 +320,8 @@ class ConfigForms(Horizontal):
         focus = widget.query("Input, Select").first()
         focus.focus()
         return True
+
+
+def _reason(exc: Exception) -> str:
+    """The message of ``exc`` (a KeyError's str() adds quotes)."""
+    return str(exc.args[0]) if exc.args else str(exc)

@@ -13,6 +13,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from .boxed import boxed_css
+
 #: Keys Textual provides that are worth listing, per section.
 EXTRA: dict[str, list[tuple[str, str]]] = {
     "Everywhere": [
@@ -53,22 +55,9 @@ class HelpScreen(ModalScreen[None]):
         Binding("k", "scroll_up", show=False),
     ]
 
-    DEFAULT_CSS = """
-    HelpScreen {
-        align: center middle;
-        background: $background 60%;
-    }
-    HelpScreen > VerticalScroll {
-        width: 72;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $primary;
-        border-title-style: bold;
-        border-subtitle-color: $text-muted;
-        background: $surface;
-        padding: 0 1;
-    }
+    DEFAULT_CSS = (
+        boxed_css("HelpScreen", "VerticalScroll", 72)
+        + """
     HelpScreen .help-title {
         text-style: bold;
         color: $text-primary;
@@ -78,6 +67,7 @@ class HelpScreen(ModalScreen[None]):
         padding-left: 2;
     }
     """
+    )
 
     def __init__(self, sections: dict[str, list[type]], demo: bool = False) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ from textual.widgets import Footer, Static
 
 from ..genkey import generate_keypair
 from ..setup.tokens import new_token
+from .boxed import boxed_css
 
 #: What the screen shows, in order: (id, label, hint).
 ITEMS = (
@@ -37,21 +38,9 @@ class KeysScreen(ModalScreen[None]):
         Binding("escape,q", "dismiss", "Close", key_display="esc"),
     ]
 
-    DEFAULT_CSS = """
-    KeysScreen {
-        align: center middle;
-        background: $background 60%;
-    }
-    KeysScreen > Vertical {
-        width: 76;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $primary;
-        border-title-style: bold;
-        background: $surface;
-        padding: 0 1;
-    }
+    DEFAULT_CSS = (
+        boxed_css("KeysScreen", "Vertical", 76)
+        + """
     KeysScreen .label {
         text-style: bold;
         color: $text-primary;
@@ -64,6 +53,7 @@ class KeysScreen(ModalScreen[None]):
         color: $text-accent;
     }
     """
+    )
 
     def __init__(
         self,

@@ -30,16 +30,19 @@ from ..engine.transport.layered import TransportSetupError
 from ..engine.transport.tls import load_pkcs12
 from ..genkey import generate_keypair
 from ..setup.generate import ServerDraft, ServiceDraft, pairing_for, server_toml
-from ..setup.pairing import encode
+from ..setup.pairing import TRANSPORTS, PairingError, check, encode, text_problem
 from ..setup.tokens import new_token as default_new_token
-from ..setup.validate import validate_addr, validate_name, validate_port
+from ..setup.validate import join_host_port, validate_addr, validate_name, validate_port
 from .sharing import QrScreen, copy_code
 from .wizard import Choices, Field, FieldError, ReviewStep, Step, Wizard
 
 DEFAULT_CONTROL_PORT = 2333
-TRANSPORTS = ("tcp", "noise", "tls")
 #: Tokens shorter than this are refused: they are the only thing that keeps strangers out.
 MIN_TOKEN_LENGTH = 16
+
+
+#: Why ``host``, ``port`` (of type ``kind``) cannot be listened on, or None.
+PortCheck = Callable[[str, int, str], str | None]
 
 
 def bind_problem(host: str, port: int, kind: str = "tcp") -> str | None:
@@ -69,9 +72,10 @@ def bind_problem(host: str, port: int, kind: str = "tcp") -> str | None:
 class ListenStep(Step):
     title = "Where clients connect"
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, port_check: PortCheck) -> None:
         super().__init__()
         self.hostname = hostname
+        self.port_check = port_check
         self.host = "0.0.0.0"
         self.port = DEFAULT_CONTROL_PORT
 
@@ -99,7 +103,7 @@ class ListenStep(Step):
         problem = validate_addr(bind.value)
         if problem is None:
             host, port = split_host_port(bind.value)
-            problem = bind_problem(host, port)
+            problem = self.port_check(host, port, "tcp")
         if not bind.check(problem):
             return False
         self.host, self.port = host, port
@@ -235,9 +239,10 @@ class ServicesStep(Step):
     ServicesStep #add { margin-top: 1; }
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port_check: PortCheck) -> None:
         super().__init__()
         self.services: list[PlannedService] = []
+        self.port_check = port_check
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -273,7 +278,9 @@ class ServicesStep(Step):
             await listing.mount(Static("No services yet.", classes="hint"))
         await listing.mount_all(
             Horizontal(
-                Static(f"{service.name:<20} {service.type:<4} {host}:{service.port}"),
+                Static(
+                    f"{service.name:<20} {service.type:<4} {join_host_port(host, service.port)}"
+                ),
                 Button("Remove", id=f"remove-{i}", compact=True),
                 classes="row",
             )
@@ -319,7 +326,7 @@ class ServicesStep(Step):
             return f"clients connect on {port}: pick another"
         if any(s.port == port and s.type == kind for s in self.services):
             return f"{kind} port {port} is taken by another service"
-        return bind_problem(listen.host, port, kind)
+        return self.port_check(listen.host, port, kind)
 
     @on(Button.Pressed, ".row Button")
     async def _remove(self, event: Button.Pressed) -> None:
@@ -372,6 +379,7 @@ class TokensStep(Step):
             yield RadioButton("One token per service", id="mode-each")
         yield Button("Regenerate (new random tokens)", id="regenerate", compact=True)
         yield Vertical(id="tokens")
+        yield FieldError(id="tokens-error")
 
     @property
     def per_service(self) -> bool:
@@ -418,8 +426,21 @@ class TokensStep(Step):
                 problem = f"at least {MIN_TOKEN_LENGTH} characters (Regenerate makes one)"
             elif any(c.isspace() for c in field.value):
                 problem = "no spaces in a token"
+            elif unfit := text_problem(field.value):
+                problem = f"the token {unfit}: a pairing code cannot carry it"
             ok = field.check(problem) and ok
-        return ok
+        if not ok:
+            return False
+        # Whatever else a pairing code cannot carry is refused here, before anything is written.
+        wizard = self.wizard
+        assert isinstance(wizard, ServerWizard)
+        try:
+            check(pairing_for(wizard.draft()))
+        except PairingError as exc:
+            self.query_one("#tokens-error", FieldError).show(str(exc))
+            return False
+        self.query_one("#tokens-error", FieldError).show(None)
+        return True
 
     def token_for(self, name: str) -> str | None:
         return self.tokens[name] if self.per_service else None
@@ -462,8 +483,9 @@ class ResultStep(Step):
             yield Button("Copy the command (y)", id="copy-command", compact=True)
             yield Button("QR code (r)", id="qr", compact=True)
         yield Static(
-            "On the client, run  ratui pair CODE  (y copies it with the code), or choose "
-            '"Set up a client" in ratui there and paste the code.',
+            "On the client, run  ratui pair  and paste the code when it asks (that keeps it "
+            'out of the shell\'s history), or choose "Set up a client" in ratui there and '
+            "paste it.",
             id="next-steps",
             markup=False,
         )
@@ -471,11 +493,16 @@ class ResultStep(Step):
     async def enter(self) -> None:
         wizard = self.wizard
         assert isinstance(wizard, ServerWizard)
-        self.code = encode(pairing_for(wizard.draft()))
-        self.query_one("#written", Static).update(
+        written = (
             f"Written to {wizard.result_path} (mode 0600).\n"
             f"Start the server: ratui --server {wizard.result_path}"
         )
+        try:
+            self.code = encode(pairing_for(wizard.draft()))
+        except PairingError as exc:  # the tokens step checks this; never a crash here
+            self.code = ""
+            written += f"\nNo pairing code: {exc}"
+        self.query_one("#written", Static).update(written)
         self.query_one("#code", TextArea).text = self.code
 
     @property
@@ -501,7 +528,9 @@ class ResultStep(Step):
 
 
 class ServerWizard(Wizard):
-    """Sets up a server config at ``config_path``; dismisses with that path, or None."""
+    """Sets up a server config at ``config_path``; dismisses with that path, or None.
+    ``port_check`` says whether a port can be listened on (by default, by binding it for a
+    moment: :func:`bind_problem`)."""
 
     def __init__(
         self,
@@ -510,12 +539,13 @@ class ServerWizard(Wizard):
         new_token: Callable[[], str] = default_new_token,
         keypair: Callable[[], tuple[str, str]] = generate_keypair,
         hostname: str | None = None,
+        port_check: PortCheck = bind_problem,
     ) -> None:
         self.config_path = config_path
         steps = [
-            ListenStep(hostname or socket.gethostname()),
+            ListenStep(hostname or socket.gethostname(), port_check),
             TransportStep(keypair),
-            ServicesStep(),
+            ServicesStep(port_check),
             TokensStep(new_token),
             ReviewStep(config_path, lambda: server_toml(self.draft())),
         ]
@@ -537,7 +567,7 @@ class ServerWizard(Wizard):
                 ServiceDraft(
                     name=s.name,
                     type=s.type,
-                    bind_addr=f"{listen.host}:{s.port}",
+                    bind_addr=join_host_port(listen.host, s.port),
                     token=tokens.token_for(s.name),
                 )
                 for s in self.query_one(ServicesStep).services

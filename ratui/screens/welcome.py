@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 
 from ..engine.config import ConfigError, load_config
 from ..setup.files import default_config_path
+from .boxed import boxed_css
 from .wizard import FieldError
 
 if TYPE_CHECKING:
@@ -61,22 +62,9 @@ class WelcomeScreen(Screen[None]):
         Binding("escape", "close_path", "Back to the choices", show=False),
     ]
 
-    DEFAULT_CSS = """
-    WelcomeScreen {
-        align: center middle;
-        background: $background;
-    }
-    WelcomeScreen > Vertical {
-        width: 76;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $primary;
-        border-title-style: bold;
-        border-subtitle-color: $text-muted;
-        background: $surface;
-        padding: 0 1;
-    }
+    DEFAULT_CSS = (
+        boxed_css("WelcomeScreen", "Vertical", 76, "$background")
+        + """
     WelcomeScreen #intro {
         margin-bottom: 1;
     }
@@ -98,6 +86,7 @@ class WelcomeScreen(Screen[None]):
         margin: 0;
     }
     """
+    )
 
     def __init__(self, config_path: Path | None = None) -> None:
         super().__init__()

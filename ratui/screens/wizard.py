@@ -48,6 +48,7 @@ from textual.widgets import (
 )
 
 from ..setup.files import ExistingFileError, write_secret_file
+from .confirm import ConfirmScreen
 
 
 class FieldError(Static):
@@ -201,40 +202,21 @@ class Step(VerticalScroll):
             await self.wizard.action_next()
 
 
-class ConfirmCancel(ModalScreen[bool]):
+class ConfirmCancel(ConfirmScreen):
     """Asked before throwing away what was typed into a wizard."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Discard"),
-        Binding("n,escape", "answer(False)", "Keep going"),
-    ]
-
     DEFAULT_CSS = """
-    ConfirmCancel { align: center middle; background: $background 60%; }
-    ConfirmCancel > Vertical {
-        width: 52; height: auto; border: round $warning; background: $surface;
-        padding: 1 2 0 2;
-    }
-    ConfirmCancel Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
-    ConfirmCancel Button { margin-left: 2; }
+    ConfirmCancel > Vertical { width: 52; }
     """
 
-    def compose(self) -> ComposeResult:
-        with Vertical() as box:
-            box.border_title = "Cancel the setup?"
-            yield Static("What you entered is lost and no file is written.")
-            with Horizontal():
-                yield Button("Keep going (n)", id="no", compact=True)
-                yield Button("Discard (y)", id="yes", variant="error", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
+    def __init__(self) -> None:
+        super().__init__(
+            "Cancel the setup?",
+            "What you entered is lost and no file is written.",
+            no="Keep going (n)",
+            yes="Discard (y)",
+            compact=True,
+        )
 
 
 class Wizard(ModalScreen[Path | None]):
@@ -451,11 +433,15 @@ class ReviewStep(Step):
             markup += "\n[$text-warning]A file is already there.[/]"
         where = Content.from_markup(markup, path=str(self.config_path))
         self.query_one("#where", Static).update(where)
-        self.query_one("#toml", TextArea).text = self.render_toml()
         overwrite = self.query_one("#overwrite", Checkbox)
         overwrite.set_class(not exists, "-hidden")
         overwrite.value = False
-        self.query_one("#overwrite-error", FieldError).show(None)
+        try:
+            text, problem = self.render_toml(), None
+        except ValueError as exc:  # an answer the earlier steps let through
+            text, problem = "", f"cannot make the config: {exc}"
+        self.query_one("#toml", TextArea).text = text
+        self.query_one("#overwrite-error", FieldError).show(problem)
 
     async def leave(self) -> bool:
         overwrite = self.query_one("#overwrite", Checkbox).value
@@ -464,6 +450,9 @@ class ReviewStep(Step):
             self.backup = write_secret_file(
                 self.config_path, self.render_toml(), overwrite=overwrite
             )
+        except ValueError as exc:
+            error.show(f"cannot make the config: {exc}")
+            return False
         except ExistingFileError:
             error.show(f"{self.config_path} exists: tick the box above to replace it.")
             return False

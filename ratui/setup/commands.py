@@ -2,10 +2,13 @@
 command line, for scripts and headless machines.
 
 * ``ratui init server`` makes the tokens (and a Noise keypair), writes the server config and
-  prints the pairing code with the ``ratui pair CODE`` line to run on the client.
+  prints the pairing code to give ``ratui pair`` on the client. A TLS identity's password
+  comes from a file (``--tls-password-file``), or ``--tls-password`` for scripts.
 * ``ratui pair CODE [PATH]`` (or ``ratui init client --code CODE``) writes the matching
-  client config. Each service needs the address of the service at home: ``--local
-  NAME=HOST:PORT``; for any left out, a terminal asks, anything else is a usage error.
+  client config. ``-`` for CODE reads it from standard input, and ``ratui pair`` alone on a
+  terminal asks for it without echoing it, so that it stays out of the shell's history.
+  Each service needs the address of the service at home: ``--local NAME=HOST:PORT``; for
+  any left out, a terminal asks, anything else is a usage error.
   ``--check`` then authenticates every service against the server (:mod:`.probe`);
   ``ratui pair --check [PATH]`` checks an existing client config.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import socket
 import sys
 from collections.abc import Callable
@@ -25,7 +29,6 @@ from ..engine.config import ConfigError, load_config, split_host_port
 from .files import ExistingFileError, default_config_path, write_secret_file
 from .generate import (
     DEFAULT_BIND,
-    TRANSPORTS,
     ServerDraft,
     ServiceDraft,
     check_draft,
@@ -36,9 +39,9 @@ from .generate import (
     read_public_addr,
     server_toml,
 )
-from .pairing import Pairing, PairingError, decode, encode, looks_like_code
+from .pairing import TRANSPORTS, Pairing, PairingError, decode, encode, looks_like_code
 from .probe import ProbeResult, probe
-from .validate import validate_addr, validate_name, validate_port
+from .validate import join_host_port, validate_addr, validate_name, validate_port
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -128,7 +131,17 @@ def init_parser() -> argparse.ArgumentParser:
         help="a service and the public port visitors connect to (or NAME=HOST:PORT); repeat",
     )
     server.add_argument("--tls-pkcs12", metavar="FILE", help="the server's PKCS#12 identity")
-    server.add_argument("--tls-password", metavar="PASSWORD", help="its password")
+    password = server.add_mutually_exclusive_group()
+    password.add_argument(
+        "--tls-password-file",
+        metavar="FILE",
+        help="the file holding its password (- reads it from standard input)",
+    )
+    password.add_argument(
+        "--tls-password",
+        metavar="PASSWORD",
+        help="its password (shows in the shell's history: prefer --tls-password-file)",
+    )
     server.add_argument(
         "--tls-hostname",
         metavar="NAME",
@@ -138,7 +151,9 @@ def init_parser() -> argparse.ArgumentParser:
     client = roles.add_parser(
         "client", help="on the machine at home, from a pairing code", description=PAIR_HELP
     )
-    client.add_argument("--code", required=True, help="the pairing code from the server")
+    client.add_argument(
+        "--code", required=True, help="the pairing code from the server (- reads it from stdin)"
+    )
     _add_client_options(client)
     _add_output(client)
     return parser
@@ -147,7 +162,7 @@ def init_parser() -> argparse.ArgumentParser:
 def pair_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratui pair",
-        usage="ratui pair CODE [PATH] [options]\n       ratui pair --check [PATH]\n"
+        usage="ratui pair [CODE|-] [PATH] [options]\n       ratui pair --check [PATH]\n"
         "       ratui pair --show [SERVER_CONFIG] [--public-addr HOST:PORT]",
         description=PAIR_HELP,
         epilog="Exit status: 0 done, 1 error, 2 usage error.",
@@ -156,7 +171,8 @@ def pair_parser() -> argparse.ArgumentParser:
         "args",
         nargs="*",
         metavar="CODE [PATH]",
-        help=f"the pairing code, then where to write (default: {default_config_path()})",
+        help="the pairing code (- reads it from standard input; left out on a terminal, "
+        f"ratui asks for it), then where to write (default: {default_config_path()})",
     )
     _add_client_options(parser)
     _add_output(parser, positional=True)
@@ -203,15 +219,22 @@ def pair_main(argv: list[str]) -> int:
             parser.error("--show takes at most one PATH, the server config")
         path = Path(positional[0]) if positional else default_config_path()
         return _run(lambda: show_code(path, args.public_addr))
-    if args.check and len(positional) <= 1 and not looks_like_code("".join(positional)):
+    pairing = positional[:1] == ["-"] or args.local or args.remote_addr or args.tls_trusted_root
+    if (
+        args.check
+        and len(positional) <= 1
+        and not pairing
+        and not looks_like_code("".join(positional))
+    ):
         path = Path(positional[0]) if positional else default_config_path()
         return _run(lambda: check_config(path))
-    if not positional:
-        parser.error("give the pairing code printed by `ratui init server`")
+    if not positional and not _interactive():
+        parser.error("give the pairing code printed by `ratui init server` (- reads stdin)")
     if len(positional) > 2:
         parser.error("expected CODE and at most one PATH")
+    code = positional[0] if positional else None
     output = Path(positional[1]) if len(positional) == 2 else None
-    return _run(lambda: write_client(parser, args, positional[0], output))
+    return _run(lambda: write_client(parser, args, code, output))
 
 
 def _run(command: Callable[[], int]) -> int:
@@ -228,18 +251,21 @@ def _run(command: Callable[[], int]) -> int:
 # ratui init server --------------------------------------------------------------------------
 def init_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     bind_host, bind_port = _addr_arg(parser, "--bind", args.bind)
-    public_addr = args.public_addr or f"{_host(socket.getfqdn())}:{bind_port}"
+    public_addr = args.public_addr or join_host_port(socket.gethostname(), bind_port)
     _addr_arg(parser, "--public-addr", public_addr)
     services = tuple(_service_arg(parser, spec, bind_host) for spec in args.service)
-    if args.transport == "tls" and not (args.tls_pkcs12 and args.tls_password is not None):
-        parser.error("--transport tls needs --tls-pkcs12 FILE and --tls-password PASSWORD")
+    password = args.tls_password
+    if args.tls_password_file is not None:
+        password = _read_secret(args.tls_password_file).rstrip("\r\n")
+    if args.transport == "tls" and not (args.tls_pkcs12 and password is not None):
+        parser.error("--transport tls needs --tls-pkcs12 FILE and --tls-password-file FILE")
     draft = ServerDraft(
         bind_addr=args.bind,
         public_addr=public_addr,
         transport=args.transport,
         services=services,
         tls_pkcs12=str(Path(args.tls_pkcs12).absolute()) if args.tls_pkcs12 else None,
-        tls_pkcs12_password=args.tls_password,
+        tls_pkcs12_password=password,
         tls_hostname=args.tls_hostname,
     )
     draft = complete(draft)
@@ -247,8 +273,8 @@ def init_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if problem:
         parser.error(problem)
     path = args.output or default_config_path()
+    code = encode(pairing_for(draft))  # refuses what a code cannot carry, before any write
     backup = write_secret_file(path, server_toml(draft), overwrite=args.force)
-    code = encode(pairing_for(draft))
     print(_wrote("server", path, backup))
     print(f"Start it:  ratui --server {path}")
     for svc in draft.services:
@@ -257,9 +283,11 @@ def init_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             f"{' (udp)' if svc.type == 'udp' else ''}"
         )
     print()
-    print("On the client (the machine with the services), run:")
+    print("On the client (the machine with the services), run  ratui pair  and paste this code")
+    print("when it asks, or pipe it into  ratui pair - . (Given as  ratui pair CODE  it would")
+    print("stay in the shell's history.)")
     print()
-    print(f"  ratui pair {code}")
+    print(f"  {code}")
     print()
     print("It asks where each service runs there (or add --local NAME=HOST:PORT).")
     if args.public_addr is None:
@@ -278,10 +306,6 @@ def _addr_arg(parser: argparse.ArgumentParser, flag: str, value: str) -> tuple[s
     return split_host_port(value)
 
 
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def _service_arg(parser: argparse.ArgumentParser, spec: str, bind_host: str) -> ServiceDraft:
     """``NAME=PORT[/udp]`` or ``NAME=HOST:PORT[/udp]``; a bare port listens on the --bind
     host."""
@@ -295,7 +319,7 @@ def _service_arg(parser: argparse.ArgumentParser, spec: str, bind_host: str) -> 
         problem = f"unknown type {kind!r} after '/' (use /udp, or nothing for tcp)"
     if ":" not in where:
         problem = problem or validate_port(where)
-        where = f"{_host(bind_host)}:{where}"
+        where = join_host_port(bind_host, where)
     problem = problem or validate_addr(where)
     if problem:
         parser.error(f"--service {spec!r}: {problem}")
@@ -304,9 +328,12 @@ def _service_arg(parser: argparse.ArgumentParser, spec: str, bind_host: str) -> 
 
 # ratui pair / ratui init client -------------------------------------------------------------
 def write_client(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, code: str, output: Path | None
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    code: str | None,
+    output: Path | None,
 ) -> int:
-    pairing = decode(code)
+    pairing = decode(_code_text(code))
     if args.remote_addr is not None:
         _addr_arg(parser, "--remote-addr", args.remote_addr)
         pairing = Pairing(
@@ -317,7 +344,8 @@ def write_client(
             pairing.tls_hostname,
         )
     local_addrs = _local_addrs(parser, pairing, args.local)
-    text = client_toml(pairing, local_addrs, trusted_root=args.tls_trusted_root)
+    trusted_root = args.tls_trusted_root and str(Path(args.tls_trusted_root).absolute())
+    text = client_toml(pairing, local_addrs, trusted_root=trusted_root)
     path = output or default_config_path()
     backup = write_secret_file(path, text, overwrite=args.force)
     print(_wrote("client", path, backup))
@@ -325,6 +353,27 @@ def write_client(
     if args.check:
         return check_config(path)
     return EXIT_OK
+
+
+def _code_text(code: str | None) -> str:
+    """``code`` itself, else read from standard input (``-``) or, when none was given, asked
+    for at a prompt that does not echo, as a password is: a code on the command line lands in
+    the shell's history and in ``ps``."""
+    if code is None:
+        try:
+            return getpass.getpass("Pairing code (not shown as you paste it): ")
+        except EOFError:
+            raise CommandError("no pairing code given") from None
+    if code == "-":
+        return sys.stdin.read()
+    return code
+
+
+def _read_secret(name: str) -> str:
+    """The text of file ``name``, or of standard input for ``-``."""
+    if name == "-":
+        return sys.stdin.read()
+    return Path(name).read_text(encoding="utf-8")
 
 
 def _local_addrs(

@@ -13,7 +13,7 @@ import base64
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tomlkit
 from tomlkit.items import Table
@@ -21,9 +21,9 @@ from tomlkit.items import Table
 from ..engine.config import DEFAULT_NOISE_PATTERN, ServerConfig, TransportType, split_host_port
 from ..engine.transport.noise import public_key
 from ..genkey import generate_keypair
-from .pairing import PairedService, Pairing
+from .pairing import TRANSPORTS, PairedService, Pairing
 from .tokens import new_token
-from .validate import validate_addr, validate_name, validate_port
+from .validate import validate_addr, validate_name
 
 __all__ = [
     "ServerDraft",
@@ -34,13 +34,9 @@ __all__ = [
     "pairing_from_config",
     "read_public_addr",
     "server_toml",
-    "validate_addr",
-    "validate_name",
-    "validate_port",
 ]
 
 DEFAULT_BIND = "0.0.0.0:2333"
-TRANSPORTS = ("tcp", "noise", "tls")
 #: The comment line that records the server's public address (not a rathole key).
 _PUBLIC_ADDR_LINE = re.compile(r'^#\s*public_addr\s*=\s*"([^"]+)"', re.M)
 
@@ -50,8 +46,7 @@ class ServiceDraft:
     name: str
     type: str = "tcp"
     bind_addr: str = ""  # public address on the server, e.g. "0.0.0.0:8080"
-    token: str | None = None  # None: the server's default token
-    local_addr: str = ""  # client side only
+    token: str | None = field(default=None, repr=False)  # None: the server's default token
 
 
 @dataclass(frozen=True)
@@ -60,11 +55,11 @@ class ServerDraft:
     public_addr: str  # what clients dial, e.g. "vps.example.com:2333"
     transport: str  # "tcp" | "noise" | "tls"
     services: tuple[ServiceDraft, ...]
-    default_token: str | None = None
-    noise_private_key: str | None = None
+    default_token: str | None = field(default=None, repr=False)
+    noise_private_key: str | None = field(default=None, repr=False)
     noise_public_key: str | None = None
     tls_pkcs12: str | None = None
-    tls_pkcs12_password: str | None = None
+    tls_pkcs12_password: str | None = field(default=None, repr=False)
     tls_hostname: str | None = None
 
 
@@ -121,17 +116,24 @@ def _require_valid(d: ServerDraft) -> None:
         raise ValueError(problem)
 
 
+def _document(role: str, made: str, secrets: str) -> tomlkit.TOMLDocument:
+    """A new config document that starts with the comment saying what it is and how to run
+    it."""
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment(f"ratui {role} config (rathole v0.5 format){made}"))
+    doc.add(tomlkit.comment(f"  ratui --{role} THIS_FILE    (or: rathole --{role} THIS_FILE)"))
+    doc.add(tomlkit.comment("Edit it freely: a running ratui applies a saved change at once."))
+    doc.add(tomlkit.comment(f"It holds {secrets}: keep it mode 0600."))
+    doc.add(tomlkit.nl())
+    return doc
+
+
 # server ------------------------------------------------------------------------------------
 def server_toml(d: ServerDraft) -> str:
     """The server config for ``d`` (after :func:`complete`); ValueError if ``d`` is not
     usable (see :func:`check_draft`)."""
     _require_valid(d)
-    doc = tomlkit.document()
-    doc.add(tomlkit.comment("ratui server config (rathole v0.5 format). Run it with"))
-    doc.add(tomlkit.comment("  ratui --server THIS_FILE    (or: rathole --server THIS_FILE)"))
-    doc.add(tomlkit.comment("Edit it freely: a running ratui applies a saved change at once."))
-    doc.add(tomlkit.comment("It holds secrets (tokens, keys): keep it mode 0600."))
-    doc.add(tomlkit.nl())
+    doc = _document("server", ". Run it with", "secrets (tokens, keys)")
 
     server = tomlkit.table()
     server.add(tomlkit.comment("What clients dial (used for pairing codes; not a rathole key):"))
@@ -258,12 +260,7 @@ def client_toml(
     tokens = {svc.token for svc in p.services}
     shared = tokens.pop() if len(tokens) == 1 else None
 
-    doc = tomlkit.document()
-    doc.add(tomlkit.comment("ratui client config (rathole v0.5 format), made from a pairing code."))
-    doc.add(tomlkit.comment("  ratui --client THIS_FILE    (or: rathole --client THIS_FILE)"))
-    doc.add(tomlkit.comment("Edit it freely: a running ratui applies a saved change at once."))
-    doc.add(tomlkit.comment("It holds the service tokens: keep it mode 0600."))
-    doc.add(tomlkit.nl())
+    doc = _document("client", ", made from a pairing code.", "the service tokens")
     client = tomlkit.table()
     client.add("remote_addr", _commented(p.remote_addr, "the server"))
     if shared is not None:

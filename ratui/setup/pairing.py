@@ -34,7 +34,7 @@ import binascii
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 from .validate import validate_addr
@@ -47,6 +47,8 @@ SERVICE_TYPES = ("tcp", "udp")
 _VERSIONED = re.compile(r"ratui([0-9]+):")
 #: What a terminal selection adds around a code: line breaks, padding, a frame's lines.
 _NOT_CODE = re.compile(r"[\s\u2500-\u259f]+")
+#: What the server's screens show and copy before the code: ``ratui pair CODE``.
+_COMMAND = re.compile(r"\s*ratui\s+pair\s+")
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _HEADER = struct.Struct(">BH")
 _CRC = struct.Struct(">I")
@@ -69,7 +71,7 @@ class PairingError(ValueError):
 class PairedService:
     name: str
     type: str  # "tcp" | "udp"
-    token: str
+    token: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -168,14 +170,22 @@ def check(p: Pairing) -> None:
 
 
 def _check_str(what: str, value: str) -> None:
+    problem = text_problem(value)
+    if problem:
+        _invalid(f"{what} {problem}")
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one of a code's texts (a name, a token...), or None."""
     if not isinstance(value, str) or not value.isprintable():
-        _invalid(f"{what} holds control characters")
+        return "holds control characters"
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
-        _invalid(f"{what} is not valid text")
+        return "is not valid text"
     if size > 255:
-        _invalid(f"{what} is longer than 255 bytes")
+        return "is longer than 255 bytes"
+    return None
 
 
 def _is_key(text: str) -> bool:
@@ -193,14 +203,20 @@ def _invalid(what: str) -> NoReturn:
 # decoding ------------------------------------------------------------------------------------
 def looks_like_code(text: str) -> bool:
     """Whether ``text`` is meant as a pairing code (of any version), valid or not."""
-    return _VERSIONED.match(_NOT_CODE.sub("", text)) is not None
+    return _VERSIONED.match(_bare(text)) is not None
+
+
+def _bare(code: str) -> str:
+    """``code`` without a ``ratui pair`` before it and what a terminal added inside it."""
+    command = _COMMAND.match(code)
+    return _NOT_CODE.sub("", code[command.end() :] if command else code)
 
 
 def decode(code: str) -> Pairing:
     """The pairing in ``code``; raises PairingError saying plainly what is wrong."""
     if len(code) > MAX_CODE_CHARS:
         raise PairingError("this is far too long to be a ratui pairing code")
-    text = _NOT_CODE.sub("", code)
+    text = _bare(code)
     if not text:
         raise PairingError("the pairing code is empty")
     match = _VERSIONED.match(text)
@@ -244,22 +260,35 @@ def _unpack(text: str, prefix_len: int) -> bytes:
     _, length = _HEADER.unpack_from(data)
     total = _HEADER.size + length + _CRC.size
     want = (total * 4 + 2) // 3
+    if len(text) != want and _only_length_altered(data):
+        raise PairingError("the pairing code was altered (its length field): copy it again")
     if len(data) < total:
         raise PairingError(
             f"the pairing code is truncated ({prefix_len + len(text)} of its "
-            f"{prefix_len + want} characters): copy all of it"
+            f"{prefix_len + want} characters) or altered: copy all of it"
         )
     if len(text) != want:
         extra = len(text) - want
         raise PairingError(
             f"the pairing code has {extra} character{'s' if extra > 1 else ''} too many at "
-            "the end: copy exactly the code"
+            "the end, or was altered: copy exactly the code"
         )
     if _b64(data) != text or _CRC.unpack_from(data, total - _CRC.size)[0] != zlib.crc32(
         data[: total - _CRC.size]
     ):
         raise PairingError("the pairing code was altered (checksum mismatch): copy it again")
     return data
+
+
+def _only_length_altered(data: bytes) -> bool:
+    """Whether ``data`` is a whole code whose length field alone is wrong: its checksum fits
+    once the field holds the length the code really has. A truncated code fails this too."""
+    length = len(data) - _HEADER.size - _CRC.size
+    if not 0 <= length <= MAX_BODY:
+        return False
+    flags, _ = _HEADER.unpack_from(data)
+    whole = _HEADER.pack(flags, length) + data[_HEADER.size : -_CRC.size]
+    return _CRC.unpack_from(data, len(data) - _CRC.size)[0] == zlib.crc32(whole)
 
 
 def _inflate(body: bytes) -> bytes:

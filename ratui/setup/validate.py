@@ -37,6 +37,11 @@ def validate_addr(addr: str) -> str | None:
     return None
 
 
+def join_host_port(host: str, port: int | str) -> str:
+    """The inverse of ``split_host_port``: ``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def validate_port(text: str) -> str | None:
     """A port number to listen on, 1..65535."""
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
