@@ -18,7 +18,8 @@ The load loop runs in this process on raw non-blocking sockets and epoll. Report
 completed visitors per second (median, min-max of ``--repeat`` interleaved runs), the ratio to
 rathole, the median time of one visitor (connect to close), failures (refused, reset, no
 answer within 5 s) and the tunnel's CPU time (server + client) per 1000 visitors (each
-role's own in the progress lines on stderr).
+role's own in the progress lines on stderr, with the share of it spent in the kernel: the
+rest is the process's own code, i.e. the interpreter and the event loop for ratui).
 
 ``--json`` writes the raw figures as JSON to stdout (the table then goes to stderr).
 Exit status: 0 ok, 1 a tunnel or tool failed, 130 interrupted.
@@ -40,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (
+    CLK_TCK,
     HOST,
     PATHS,
     EchoPath,
@@ -70,6 +72,7 @@ class Sample:
     failed: int
     visit_ms_median: float
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    kernel_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -172,14 +175,27 @@ def run_load(port: int, concurrency: int, seconds: float, size: int) -> tuple[in
     return completed, failed, times
 
 
+def system_seconds(pid: int) -> float:
+    """stime of ``pid`` (all its threads) in seconds: its CPU time in the kernel."""
+    with open(f"/proc/{pid}/stat") as fh:
+        stat = fh.read()
+    # Field 15 (stime), counted from field 3 just after the parenthesised command name.
+    return int(stat[stat.rindex(")") + 2 :].split()[12]) / CLK_TCK
+
+
+def kernel_seconds(path: EchoPath) -> dict[str, float]:
+    return {role: system_seconds(p.pid) for role, p in path.tunnel_procs().items()}
+
+
 def measure(path: EchoPath, rep: int, args: argparse.Namespace) -> Sample:
     path.check_alive()
-    cpu_before = path.cpu_seconds()
+    cpu_before, kernel_before = path.cpu_seconds(), kernel_seconds(path)
     completed, failed, times = run_load(path.port, args.concurrency, args.seconds, args.size)
     cpu = {role: s - cpu_before[role] for role, s in path.cpu_seconds().items()}
+    kernel = {role: s - kernel_before[role] for role, s in kernel_seconds(path).items()}
     path.check_alive()
     visit = statistics.median(times) / 1e6 if times else float("nan")
-    return Sample(path.name, rep, args.seconds, completed, failed, visit, cpu)
+    return Sample(path.name, rep, args.seconds, completed, failed, visit, cpu, kernel)
 
 
 def run_all(paths: list[EchoPath], args: argparse.Namespace) -> list[Sample]:
@@ -192,6 +208,7 @@ def run_all(paths: list[EchoPath], args: argparse.Namespace) -> list[Sample]:
             samples.append(s)
             cpu = "  ".join(
                 f"{role} {seconds / max(1, s.completed) * 1000:.3f}"
+                f" (kernel {s.kernel_seconds[role] / seconds if seconds else 0:.0%})"
                 for role, seconds in s.cpu_seconds.items()
             )
             log(

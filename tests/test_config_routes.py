@@ -60,6 +60,27 @@ def test_a_routed_service_may_be_alone_on_its_port():
     assert cfg.server is not None and cfg.server.services["pi"].sni == ("pi.example.com",)
 
 
+@pytest.mark.parametrize("kind", ["tcp", "udp"])
+def test_services_without_routes_may_share_an_address_as_in_rathole(kind):
+    """rathole loads them; each listens only while its client is connected (active/standby)."""
+    body = f'type = "{kind}"'
+    cfg = parse_config(server(svc("active", body), svc("standby", body)))
+    assert cfg.server is not None
+    assert {s.bind_addr for s in cfg.server.services.values()} == {"0.0.0.0:443"}
+
+
+def test_routed_services_on_other_ports_or_hosts_do_not_overlap():
+    cfg = parse_config(
+        server(
+            svc("a", 'sni = ["a.com"]', "127.0.0.1:443"),
+            svc("b", 'sni = ["b.com"]', "127.0.0.2:443"),
+            svc("c", "", "0.0.0.0:444"),
+            svc("d", 'type = "udp"', "0.0.0.0:443"),
+        )
+    )
+    assert cfg.server is not None and len(cfg.server.services) == 4
+
+
 def test_udp_may_use_the_port_number_of_tcp_services():
     cfg = parse_config(
         server(svc("dns", "", "0.0.0.0:53"), svc("dnsu", 'type = "udp"', "0.0.0.0:53"))
@@ -87,9 +108,30 @@ def test_udp_may_use_the_port_number_of_tcp_services():
             "than one service: a, b",
         ),
         (
-            (svc("a", 'type = "udp"', "0.0.0.0:53"), svc("b", 'type = "udp"', "0.0.0.0:53")),
-            "s.toml: [server.services.a] bind_addr: shared by UDP services a, b; only TCP "
-            "ones may share",
+            (svc("a", 'sni = ["a.com"]', "0.0.0.0:443"), svc("b", 'sni = ["b.com"]', "[::]:443")),
+            "s.toml: [server.services.b] bind_addr: 0.0.0.0:443 (a) and [::]:443 (b) overlap "
+            "on port 443; routed services share one listener only with the same bind_addr, "
+            "spelled the same way",
+        ),
+        (
+            (svc("a", "", "0.0.0.0:443"), svc("b", 'sni = ["b.com"]', "127.0.0.1:443")),
+            "s.toml: [server.services.b] bind_addr: 0.0.0.0:443 (a) and 127.0.0.1:443 (b) "
+            "overlap on port 443; routed services share one listener only with the same "
+            "bind_addr, spelled the same way",
+        ),
+        (
+            (
+                svc("a", 'sni = ["a.com"]', "localhost:443"),
+                svc("b", 'sni = ["b.com"]', "127.0.0.1:443"),
+            ),
+            "s.toml: [server.services.b] bind_addr: localhost:443 (a) and 127.0.0.1:443 (b) "
+            "overlap on port 443; routed services share one listener only with the same "
+            "bind_addr, spelled the same way",
+        ),
+        (
+            (svc("a", 'sni = ["\u212a.example.com"]'),),
+            's.toml: [server.services.a] sni: "\u212a.example.com": not a valid host name: '
+            "'\u212a.example.com'",
         ),
         (
             (svc("a", 'type = "udp"\nsni = ["a.com"]'),),

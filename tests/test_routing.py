@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from ratui.engine.routing import (
     MAX_SNIFF_BYTES,
+    BadRequest,
     Kind,
     Malformed,
     Match,
     NeedMore,
     Routes,
     RouteTable,
+    Sniff,
     Sniffed,
     conflicts,
     http_host,
@@ -124,6 +126,15 @@ def test_sni_that_is_not_a_host_name_is_malformed():
         (b"GET / HTTP/1.1\nHost: lf.example\n\n", "lf.example"),
         (b"GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\n\r\n", "10.0.0.1"),
         (b"GET / HTTP/1.0\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", None),  # no route names an IPv6 literal
+        (b"GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n", None),
+        # absolute form (RFC 9112 3.2.2): the target's authority, without userinfo and port
+        (b"GET http://B.example.com/x HTTP/1.1\r\n\r\n", "b.example.com"),
+        (
+            b"GET http://u:p@b.example.com:81?q HTTP/1.1\r\nHost: b.example.com\r\n\r\n",
+            "b.example.com",
+        ),
+        (b"OPTIONS * HTTP/1.1\r\nHost: a.com\r\n\r\n", "a.com"),
     ],
 )
 def test_http_host(head, host):
@@ -132,9 +143,7 @@ def test_http_host(head, host):
 
 def test_http_host_needs_the_whole_head():
     head = b"GET / HTTP/1.1\r\nHost: blog.example.com\r\n\r\n"
-    for end in range(len(head) - 1):
-        if end == 0:
-            continue
+    for end in range(1, len(head)):  # every proper prefix, the last one included
         assert sniff(head[:end]) is None, head[:end]
     assert sniff(head) == Sniffed(Kind.HTTP, "blog.example.com")
 
@@ -143,17 +152,70 @@ def test_http_host_needs_the_whole_head():
     "head",
     [
         b"GET / HTTP/1.1\r\nHost: a.com\r\nHost: b.com\r\n\r\n",  # two Hosts
-        b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",  # no IPv6 routes
+        b"GET / HTTP/1.1\r\nHost: a.com\r\n folded\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",  # empty
         b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
-        b"GET / HTTP/1.1\r\n folded\r\n\r\n",
-        b"GET /\r\nHost: a.com\r\n\r\n",  # HTTP/0.9-style request line
+        b"GET / HTTP/1.1\r\nHost: \x0ba.com\x0c\r\n\r\n",  # only SP and HTAB are trimmed
+        b"GET / HTTP/1.1\r\nHost: [zz]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : a.com\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: caf\xc3\xa9.com\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \xe2\x84\xaa.example.com\r\n\r\n",  # the Kelvin sign
+        b"GET http://b.example.com/ HTTP/1.1\r\nHost: a.example.com\r\n\r\n",
+        b"GET http:///x HTTP/1.1\r\n\r\n",
     ],
 )
-def test_http_host_malformed(head):
+def test_malformed_http_head_is_a_bad_request(head):
+    with pytest.raises(BadRequest):
+        http_host(head)
+    assert sniff(head) == Sniffed(Kind.HTTP, malformed=True)
+
+
+def test_blank_line_before_the_request_line_is_a_bad_request():
+    head = b"\r\nGET / HTTP/1.1\r\nHost: a.com\r\n\r\n"
+    assert sniff(head[:2]) is None
+    assert sniff(head[:20]) == Sniffed(Kind.HTTP, malformed=True)
+    assert sniff(b"\r\n\r\nSSH-2.0-x\r\n") == Sniffed(Kind.OTHER)
+
+
+def test_not_a_request_line_is_other_traffic():
+    head = b"GET /\r\nHost: a.com\r\n\r\n"  # an HTTP/0.9-style request line
     with pytest.raises(Malformed):
         http_host(head)
     assert sniff(head) == Sniffed(Kind.OTHER)
+
+
+def test_host_names_are_checked_as_ascii_before_lowering():
+    for bad in ("\u212a.example.com", "*.\u212a.example.com"):  # lower() makes "k.example.com"
+        with pytest.raises(Malformed):
+            parse_pattern(bad)
+
+
+def fed_bytewise(data: bytes) -> tuple[Sniffed | None, Sniff]:
+    """``data`` fed to a :class:`Sniff` one byte at a time, asking for a verdict after each."""
+    state = Sniff()
+    verdict = None
+    for byte in data:
+        state.feed(bytes((byte,)))
+        verdict = state.verdict()
+        if verdict is not None:
+            break
+    return verdict, state
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * MAX_SNIFF_BYTES,  # a head that never ends
+        # a ClientHello that claims nearly 16 KiB and is sent one byte at a time
+        b"\x16\x03\x01\x40\x00\x01\x00\xff\xff" + b"\x00" * MAX_SNIFF_BYTES,
+    ],
+    ids=["http", "tls"],
+)
+def test_sniffing_byte_by_byte_looks_at_each_byte_a_bounded_number_of_times(data):
+    verdict, state = fed_bytewise(data)
+    assert verdict is not None and verdict.host is None
+    assert len(state.buffer) == MAX_SNIFF_BYTES, len(state.buffer)
+    assert state.scanned <= 10 * MAX_SNIFF_BYTES, state.scanned
 
 
 def test_sniff_other_and_limits():
@@ -274,6 +336,34 @@ def test_parsers_raise_only_their_own_errors(data):
     for final in (False, True):
         verdict = sniff(data, final=final)
         assert verdict is not None or not final
+
+
+@FUZZ
+@given(
+    st.sampled_from(
+        [
+            HELLO,
+            split_records(HELLO, 3),
+            split_records(HELLO, 50),
+            b"GET / HTTP/1.1\r\nHost: a.com\r\n\r\n",
+            b"GET http://a.com/ HTTP/1.1\r\nHost: b.com\r\n\r\n",
+            b"\r\nGET / HTTP/1.0\n\n",
+            b"POST / HTTP/1.1\r\nA: b\r\n\r\nbody",
+            b"SSH-2.0-x\r\n",
+        ]
+    ),
+    st.lists(st.integers(1, 64), max_size=20),
+)
+def test_sniffing_in_pieces_gives_the_verdict_of_sniffing_at_once(data, cuts):
+    state = Sniff()
+    verdict, pos = None, 0
+    for size in [*cuts, len(data)]:
+        state.feed(data[pos : pos + size])
+        pos += size
+        verdict = state.verdict(final=pos >= len(data))
+        if verdict is not None:
+            break
+    assert verdict == sniff(data, final=True)
 
 
 @FUZZ

@@ -19,6 +19,7 @@ from ratui.app import EngineStatus, RatuiApp
 from ratui.engine.config import parse_config
 from ratui.engine.runtime import Roles
 from ratui.engine.state import ControlState, EngineState, Role, ServiceStats
+from ratui.widgets.services import address_label
 
 SERVER_TOML = """
 [server]
@@ -97,3 +98,24 @@ def test_shared_ports_80x24(snap_compare) -> None:
 def test_shared_ports_160x48(snap_compare) -> None:
     app, run_before = routed_app()
     assert snap_compare(app, press=["j", "j", "j"], terminal_size=(160, 48), run_before=run_before)
+
+
+def test_address_label_keeps_a_host_that_is_not_a_wildcard() -> None:
+    """Routed services on 127.0.0.1:443 and 10.0.0.5:443 must not look the same."""
+    state = EngineState()
+    for name, addr in (
+        ("lan", "10.0.0.5:443"),
+        ("lo", "127.0.0.1:443"),
+        ("any", "0.0.0.0:443"),
+        ("any6", "[::]:443"),
+    ):
+        state.register(Role.SERVER, name, "tcp", addr).routes = ("pi.example.com",)
+    state.register(Role.SERVER, "ssh", "tcp", "0.0.0.0:2222")
+    labels = {s.name: address_label(s) for s in state.snapshot().services}
+    assert labels == {
+        "lan": "10.0.0.5:443 · pi.example.com",
+        "lo": "127.0.0.1:443 · pi.example.com",
+        "any": "443 · pi.example.com",
+        "any6": "443 · pi.example.com",
+        "ssh": "0.0.0.0:2222",
+    }

@@ -36,7 +36,7 @@ from ratui.engine import server as server_mod
 from ratui.engine import shared_listener
 from ratui.engine.config import Config, parse_config
 from ratui.engine.runtime import Roles, Runtime
-from ratui.engine.state import ControlState, Role
+from ratui.engine.state import ControlState, Level, Role
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -343,19 +343,53 @@ def test_tls_and_http_services_share_ports(tmp_path, procs, homes, pki):
         sock.sendall(b"GET / HTTP/1.1\r\nHost: pi.example.com\r\n\r\n")  # HTTP on the TLS port
         assert sock.recv(65536).startswith(b"HTTP/1.1 421 Misdirected Request\r\n")
         assert sock.recv(65536) == b""
+    # A malformed head on the port with a default route: 400, and the default never sees it.
+    with socket.create_connection(("127.0.0.1", shared.http), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: blog.example.com\r\nHost: x.example.net\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert {name: home.accepted for name, home in homes.items()} == accepted
 
 
 def test_routed_visitor_of_an_offline_client_is_refused(tmp_path, procs, homes, pki):
     shared = start_server(tmp_path, procs)
-    start_client(tmp_path, procs, shared, "home-a", {"blog": homes["blog"].addr}, "ratui")
+    home_a = {n: homes[n].addr for n in ("pi", "blog")}
+    start_client(tmp_path, procs, shared, "home-a", home_a, "ratui")
     wait_until(lambda: answers(shared.http, "blog.example.com"), 20, "blog through the tunnel")
     # wiki's client is not connected: 503, not the default route
     got = http_get(shared.http, "wiki.example.com")
     assert got.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), got
-    # the TLS port has no connected service at all: nothing listens there
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", shared.tls), timeout=2).close()
+    # nas's client is not connected: a TLS internal_error alert
+    with pytest.raises(ssl.SSLError, match="INTERNAL_ERROR"):
+        tls_visit(shared.tls, "nas.example.com", pki.client_context())
+    assert tls_visit(shared.tls, "pi.example.com", pki.client_context())[0] == "pi"
+
+
+def test_reload_moves_a_service_to_its_own_port_and_back(tmp_path, procs, homes):
+    shared = two_homes(tmp_path, procs, homes)
+    own = free_port()
+    services = server_services(shared.tls, shared.http)
+
+    def reload(blog: dict[str, object]) -> None:
+        services["blog"] = blog
+        write_config(
+            shared.server_cfg,
+            toml("server", f"127.0.0.1:{shared.control}", services, default_token=TOKEN),
+        )
+
+    def blog_at(port: int, host: str) -> bool:
+        try:
+            return http_get(port, host, timeout=2).endswith(f"blog {host}".encode())
+        except OSError:
+            return False
+
+    shared_blog = services["blog"]
+    reload({"bind_addr": f"127.0.0.1:{own}"})  # a port of its own, no routes
+    wait_until(lambda: blog_at(own, "any.example.com"), 30, "blog on its own port")
+    assert http_get(shared.http, "wiki.example.com").endswith(b"wiki wiki.example.com")
+    reload(shared_blog)  # and back to the shared port
+    wait_until(lambda: blog_at(shared.http, "blog.example.com"), 30, "blog on the shared port")
+    wait_until(lambda: not blog_at(own, "any.example.com"), 10, "its own port to close")
+    assert http_get(shared.http, "wiki.example.com").endswith(b"wiki wiki.example.com")
 
 
 def test_silent_visitor_goes_to_the_default_route_after_the_sniff_timeout(
@@ -519,8 +553,9 @@ def test_hot_reload_adds_a_routed_service_while_a_visitor_streams(tmp_path, proc
 # --------------------------------------------------------------------------- in process
 
 
-def routed_config(local_port: int) -> Config:
-    """Server and client in one config: services a and b on one port, by Host, no default."""
+def routed_config(local_port: int, clients: tuple[str, ...] = ("a", "b")) -> Config:
+    """Server and client in one config: services a and b on one port, by Host, no default;
+    the client serves ``clients`` of them."""
     control, shared = free_port(), free_port()
     services = {
         name: {"bind_addr": f"127.0.0.1:{shared}", "http_host": [f"{name}.example.com"]}
@@ -529,7 +564,7 @@ def routed_config(local_port: int) -> Config:
     text = toml("server", f"127.0.0.1:{control}", services, default_token=TOKEN) + toml(
         "client",
         f"127.0.0.1:{control}",
-        {name: {"local_addr": f"127.0.0.1:{local_port}"} for name in services},
+        {name: {"local_addr": f"127.0.0.1:{local_port}"} for name in clients},
         default_token=TOKEN,
     )
     return parse_config(text, "<routed>")
@@ -589,7 +624,7 @@ def test_silent_visitor_flood_is_capped_and_timed_out(monkeypatch: pytest.Monkey
             assert await get_echo(port, "b.example.com") == (
                 b"GET / HTTP/1.1\r\nHost: b.example.com\r\n\r\n"
             )
-            assert peak <= cap, peak
+            assert peak == cap, peak
             snapshot = runtime.state.snapshot().service(Role.SERVER, "a")
             assert snapshot is not None and snapshot.routes == ("a.example.com",)
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -608,5 +643,73 @@ def test_silent_visitor_flood_is_capped_and_timed_out(monkeypatch: pytest.Monkey
         finally:
             await runtime.stop()
             echo.close()
+
+    run(main())
+
+
+async def post_with_body(port: int, host: str, body_size: int) -> bytes:
+    """A request head and a body the server never reads: the whole answer it gets."""
+    head = f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body_size}\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode() + b"x" * body_size)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+def test_refusals_reach_a_visitor_that_sent_a_body() -> None:
+    """A 421 (no route, no default, on the HTTP port) and a 503 (service b's client is away)
+    arrive whole although the visitor sent 200 KB the server never reads; the 503 event names
+    the service, and refused visitors do not stay held."""
+
+    async def main() -> None:
+        echo = await asyncio.start_server(partial(serve_echo, half_close=False), "127.0.0.1", 0)
+        config = routed_config(echo.sockets[0].getsockname()[1], clients=("a",))
+        assert config.server is not None
+        port = int(config.server.services["a"].bind_addr.rpartition(":")[2])
+        runtime = Runtime(config, Roles(server=True, client=True))
+        await runtime.start()
+        try:
+            server = runtime.server
+            assert server is not None
+            await poll_until(
+                lambda: all(p.listener is not None for p in server.shared.values()),
+                10,
+                "the shared port to listen",
+            )
+            for _ in range(3):
+                got = await post_with_body(port, "c.example.com", 200_000)
+                assert got.startswith(b"HTTP/1.1 421 Misdirected Request\r\n"), got[:80]
+                got = await post_with_body(port, "b.example.com", 200_000)
+                assert got.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), got[:80]
+            refusals = [e for e in runtime.state.recent_events() if "refused" in e.message]
+            assert any(e.service == "b" and "b.example.com" in e.message for e in refusals)
+            assert any(e.service is None and "c.example.com" in e.message for e in refusals)
+            await poll_until(lambda: len(server.sniffing) == 0, 5, "the drained visitors to go")
+        finally:
+            await runtime.stop()
+            echo.close()
+
+    run(main())
+
+
+def test_rathole_services_on_one_address_warn_that_one_listens_at_a_time() -> None:
+    control, port = free_port(), free_port()
+    services = {name: {"bind_addr": f"127.0.0.1:{port}"} for name in ("active", "standby")}
+    config = parse_config(toml("server", f"127.0.0.1:{control}", services, default_token=TOKEN))
+
+    async def main() -> None:
+        runtime = Runtime(config, Roles(server=True, client=False))
+        await runtime.start()
+        try:
+            warnings = [
+                e
+                for e in runtime.state.recent_events()
+                if e.level is Level.WARNING and "only one of these services" in e.message
+            ]
+            assert [e.service for e in warnings] == ["standby"], warnings
+        finally:
+            await runtime.stop()
 
     run(main())

@@ -1,7 +1,8 @@
 """Secrets (issue 11): tokens and private keys never appear in logs, events, the TUI's log
 panel or what a status view reads (the engine's snapshot; ``test_status`` checks the real
-``ratui status`` output, table and JSON, for the token); the token check is constant-time; a config file that holds secrets and that other users
-may read gets a warning naming the file and ``chmod 600``, never the secret.
+``ratui status`` output, table and JSON, for the token); the token check is constant-time; a
+config file that holds secrets and that other users may read gets a warning naming the file
+and ``chmod 600``, never the secret.
 
 Each tunnel here is driven through the paths most likely to print a secret: a good client and
 visitors, a client with the wrong token (auth failures, retried), a client for a service the

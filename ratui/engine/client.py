@@ -3,7 +3,9 @@ CreateDataChannel, each forwarded to the service's ``local_addr`` (PROTOCOL.md Â
 
 Reconnecting never stops, with rathole's backoff. Unlike rathole, ratui bounds the handshake
 reads and the connect with ``HANDSHAKE_TIMEOUT`` so a server that stops answering midway is
-noticed; the bytes on the wire are the same.
+noticed; the bytes on the wire are the same. The connects made once per visitor (its data
+channel, then its ``local_addr``) are bounded by one shared timer (:class:`Deadlines`) rather
+than a timeout context each.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
+from typing import TypeVar
 
 from .backoff import Backoff, control_channel_backoff, data_channel_backoff
 from .channel import Channel, format_addr, host_port
@@ -41,6 +44,8 @@ from .udp import UdpForwarder
 
 log = logging.getLogger("ratui.client")
 
+T = TypeVar("T")
+
 HANDSHAKE_TIMEOUT = 10.0  # seconds for connect + Hello + Auth + Ack
 LOCAL_CONNECT_TIMEOUT = 10.0  # seconds to reach local_addr for one visitor
 #: A control channel that stayed up this long resets the backoff (as rathole does).
@@ -57,6 +62,69 @@ class _Session:
         self.hello = encode_hello(DataChannelHello(session_key))
         self.opening: set[asyncio.Task[None]] = set()
         self.idle: set[Channel] = set()
+
+
+class Deadlines:
+    """Tasks that must get somewhere within ``seconds``, under one timer for all of them.
+
+    Every entry gets the same delay, so entries expire in the order they were added, and one
+    timer, set for the oldest deadline, is enough. An expired task is cancelled, and
+    :meth:`timed_out` then tells its coroutine that the cancellation was this deadline. This
+    costs a dict insert and pop per task where a timeout context costs a timer handle, a
+    context manager and lookups of the running loop and task.
+    """
+
+    __slots__ = ("_entries", "_expired", "_loop", "_seconds", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self._loop = loop
+        self._seconds = seconds
+        self._entries: dict[asyncio.Task[None], float] = {}
+        self._expired: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, task: asyncio.Task[None]) -> None:
+        """Give ``task`` ``seconds`` from now (again, if it had a deadline already)."""
+        self._entries.pop(task, None)
+        deadline = self._entries[task] = self._loop.time() + self._seconds
+        if self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._expire)
+
+    def discard(self, task: asyncio.Task[None]) -> None:
+        """``task`` got there (or ended): no deadline any more."""
+        self._entries.pop(task, None)
+        self._expired.discard(task)
+
+    def timed_out(self, task: asyncio.Task[None] | None) -> bool:
+        """Whether ``task`` was cancelled by its deadline; if so it is no longer cancelling."""
+        if task not in self._expired:
+            return False
+        assert task is not None
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._entries.clear()
+        self._expired.clear()
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        while self._entries:
+            task, deadline = next(iter(self._entries.items()))
+            if deadline > now:
+                self._timer = self._loop.call_at(deadline, self._expire)
+                return
+            del self._entries[task]
+            self._expired.add(task)
+            task.cancel()
 
 
 class AuthenticationFailed(Exception):
@@ -109,18 +177,22 @@ class ClientService:
         self._idle: set[Channel] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        #: HANDSHAKE_TIMEOUT and LOCAL_CONNECT_TIMEOUT are equal: one sweep bounds both.
+        self._deadlines = Deadlines(self._loop, min(HANDSHAKE_TIMEOUT, LOCAL_CONNECT_TIMEOUT))
         self._expected_cmd = (
             DataCmd.START_FORWARD_TCP if cfg.type is ServiceType.TCP else DataCmd.START_FORWARD_UDP
         )
 
     def start(self) -> None:
-        self._main = asyncio.get_running_loop().create_task(self._run())
+        self._main = self._loop.create_task(self._run())
 
     def stop(self) -> None:
         if self._main is not None:
             self._main.cancel()
         for task in list(self._tasks):
             task.cancel()
+        self._deadlines.close()
         for channel in list(self._idle):
             channel.close()
         for relay in list(self.relays):
@@ -244,17 +316,35 @@ class ClientService:
     # A data channel is opened by a task, which ends once the Hello is sent; the channel then
     # waits for its command on a callback, and a visitor's forwarding gets a task of its own.
     def _open_data_channel(self, session: _Session) -> None:
-        task = asyncio.get_running_loop().create_task(self._data_channel(session))
+        task = self._spawn(self._data_channel(session))
         session.opening.add(task)
-        self._tasks.add(task)
         task.add_done_callback(session.opening.discard)
-        task.add_done_callback(self._tasks.discard)
 
-    def _spawn(self, work: Coroutine[object, object, None]) -> None:
-        """Run ``work`` (one visitor's forwarding) until it ends or the service stops."""
-        task = asyncio.get_running_loop().create_task(work)
+    def _spawn(
+        self, work: Coroutine[object, object, None], bounded: bool = True
+    ) -> asyncio.Task[None]:
+        """Run ``work`` until it ends or the service stops. A ``bounded`` task connects and
+        ends: what it connects to must answer within its deadline (see :meth:`_connected`)."""
+        task = self._loop.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if bounded:
+            self._deadlines.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._deadlines.discard(task)
+
+    async def _connected(self, connecting: Awaitable[T]) -> T:
+        """Await ``connecting``, a connect of the current task; :class:`TimeoutError` once the
+        task's deadline passes."""
+        try:
+            return await connecting
+        except asyncio.CancelledError:
+            if self._deadlines.timed_out(asyncio.current_task()):
+                raise TimeoutError from None
+            raise
 
     async def _data_channel(self, session: _Session) -> None:
         channel = await self._connect_data_channel()
@@ -301,20 +391,21 @@ class ClientService:
             )
             return
         if cmd is DataCmd.START_FORWARD_UDP:
-            self._spawn(UdpForwarder(channel, self.cfg, self.state, self.stats, self.udp).start())
+            forwarder = UdpForwarder(channel, self.cfg, self.state, self.stats, self.udp)
+            self._spawn(forwarder.start(), bounded=False)
             return
         self._spawn(self._forward_tcp(channel))
 
     async def _connect_data_channel(self) -> Channel | None:
         """A connection to the server, retried with rathole's data channel backoff (from the
-        first failure on, so that the usual case builds no backoff)."""
+        first failure on, so that the usual case builds no backoff). Each attempt has
+        ``HANDSHAKE_TIMEOUT``; the waits between attempts do not count."""
         backoff: Backoff | None = None
         while True:
             try:
-                async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-                    return await self.transport.connect(
-                        self.client.cfg.remote_addr, nodelay=self.cfg.nodelay
-                    )
+                return await self._connected(
+                    self.transport.connect(self.client.cfg.remote_addr, nodelay=self.cfg.nodelay)
+                )
             except (OSError, TimeoutError) as exc:
                 backoff = backoff or data_channel_backoff()
                 delay = backoff.next()
@@ -325,14 +416,18 @@ class ClientService:
                         Level.WARNING,
                     )
                     return None
+                task = asyncio.current_task()
+                assert task is not None
+                self._deadlines.discard(task)
                 await asyncio.sleep(delay)
+                self._deadlines.add(task)
 
     async def _forward_tcp(self, channel: Channel) -> None:
         host, port = host_port(self.cfg.local_addr)
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(LOCAL_CONNECT_TIMEOUT):
-                transport, local = await loop.create_connection(Channel, host, port)
+            transport, local = await self._connected(
+                self._loop.create_connection(Channel, host, port)
+            )
         except (OSError, TimeoutError) as exc:
             reset(channel)
             self.stats.last_error = f"cannot connect to {self.cfg.local_addr}: {describe(exc)}"

@@ -34,9 +34,12 @@ of these keys exist in rathole and rathole's own examples hold no ``${`` nor ``$
 * ``sni``, ``http_host`` (arrays of host patterns) and ``default_route`` in a TCP
   ``[server.services.NAME]``: several services may share one ``bind_addr``, each visitor going
   to the service its TLS server name or HTTP Host names (see :mod:`ratui.engine.routing`).
-  Services that share a ``bind_addr`` must all be TCP and routed; a pattern in two of them,
-  or two defaults, is refused. Without these keys two services on one address are refused
-  too: rathole would only fail to listen on the second.
+  Where one service on a ``bind_addr`` has these keys, every service there must be TCP and
+  routed; a pattern in two of them, or two defaults, is refused, and so are routed services
+  whose addresses overlap on one port but are spelled differently (``0.0.0.0:443`` and
+  ``[::]:443`` or ``127.0.0.1:443``; ``localhost:443`` and ``127.0.0.1:443``), which could
+  not share one listener. Services without these keys on one address load as in rathole:
+  only one of them listens at a time (the server warns at start and on reload).
 """
 
 from __future__ import annotations
@@ -722,23 +725,21 @@ def _patterns(svc: _Table, key: str, stype: ServiceType) -> tuple[str, ...]:
 def _check_shared_addresses(
     services: Mapping[str, ServerServiceConfig], tables: Mapping[str, _Table]
 ) -> None:
-    """TCP services on one ``bind_addr`` must all be routed, without conflicts; a routed
-    service may also be alone on its address (visitors it does not match are refused). A UDP
-    service is a socket of its own: it may use the port number of TCP services, as in rathole
-    (DNS on TCP and UDP 53), but not that of another UDP service."""
+    """TCP services on one ``bind_addr`` where one of them is routed must all be routed,
+    without conflicts; a routed service may also be alone on its address (visitors it does not
+    match are refused). Without routes, services may share an address as in rathole, where
+    only one listens at a time. A UDP service is a socket of its own: it may use the port
+    number of TCP services (DNS on TCP and UDP 53)."""
     by_addr: dict[tuple[ServiceType, str, int], list[str]] = {}
     for name, svc in services.items():
         by_addr.setdefault((svc.type, *split_host_port(svc.bind_addr)), []).append(name)
-    for (stype, _, _), names in by_addr.items():
-        if len(names) < 2:
+    for names in by_addr.values():
+        if len(names) < 2 or not any(services[name].routes.any for name in names):
             continue
         shown = ", ".join(names)
         for name in names:
-            table = tables[name]
-            if stype is not ServiceType.TCP:
-                table.fail("bind_addr", f"shared by UDP services {shown}; only TCP ones may share")
             if not services[name].routes.any:
-                table.fail(
+                tables[name].fail(
                     "bind_addr",
                     f"shared by {shown}: each service on a shared address needs sni, "
                     "http_host or default_route = true",
@@ -746,6 +747,49 @@ def _check_shared_addresses(
         problems = conflicts({name: services[name].routes for name in names})
         if problems:
             tables[names[-1]].fail("bind_addr", f"{services[names[-1]].bind_addr}: {problems[0]}")
+    _check_overlapping_addresses(services, tables, by_addr)
+
+
+_ANY_HOSTS = frozenset({"0.0.0.0", "::"})
+_LOOPBACK_NAMES = {"localhost": frozenset({"127.0.0.1", "::1"})}
+
+
+def _check_overlapping_addresses(
+    services: Mapping[str, ServerServiceConfig],
+    tables: Mapping[str, _Table],
+    by_addr: Mapping[tuple[ServiceType, str, int], list[str]],
+) -> None:
+    """A routed service's address may not overlap, on the same port, an address spelled
+    differently (a wildcard and a specific host, the IPv4 and the IPv6 wildcard, ``localhost``
+    and its loopback address): each spelling would get a listener of its own, and the second
+    would retry "address in use" for ever."""
+    hosts: dict[tuple[ServiceType, int], list[str]] = {}
+    for stype, host, port in by_addr:
+        hosts.setdefault((stype, port), []).append(host)
+    for (stype, port), spelled in hosts.items():
+        for i, first in enumerate(spelled):
+            for second in spelled[i + 1 :]:
+                if not _hosts_overlap(first, second):
+                    continue
+                names = by_addr[(stype, first, port)] + by_addr[(stype, second, port)]
+                routed = [name for name in names if services[name].routes.any]
+                if routed:
+                    a, b = (services[n].bind_addr for n in (names[0], names[-1]))
+                    tables[routed[-1]].fail(
+                        "bind_addr",
+                        f"{a} ({names[0]}) and {b} ({names[-1]}) overlap on port {port}; "
+                        "routed services share one listener only with the same bind_addr, "
+                        "spelled the same way",
+                    )
+
+
+def _hosts_overlap(first: str, second: str) -> bool:
+    """Whether listening on both hosts (differently spelled) would take the same addresses."""
+    if first in _ANY_HOSTS or second in _ANY_HOSTS:
+        return True
+    return bool(
+        _LOOPBACK_NAMES.get(first.lower(), {first}) & _LOOPBACK_NAMES.get(second.lower(), {second})
+    )
 
 
 def _parse_client(src: str, data: dict[str, Any]) -> ClientConfig | None:

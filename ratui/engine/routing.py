@@ -3,10 +3,13 @@
 Pure functions and values, no I/O: what a visitor's first bytes say about where it wants to go,
 and which service of a shared port takes it.
 
-* :func:`sniff` looks at the bytes a visitor sent so far and says whether they are a TLS
-  ClientHello (and its ``server_name``), an HTTP/1.x request head (and its ``Host``), or
+* :class:`Sniff` (and :func:`sniff`, for bytes that are all here) looks at the bytes a
+  visitor sent so far and says whether they are a TLS ClientHello (and its ``server_name``),
+  an HTTP/1.x request head (and the host it names: the authority of an absolute-form target,
+  else its ``Host``; an IPv6 literal names none), a malformed HTTP/1.x request head, or
   something else, or that more bytes are needed. Nothing is consumed or changed: the caller
-  forwards every byte as it came, the ClientHello included (TLS passthrough).
+  forwards every byte as it came, the ClientHello included (TLS passthrough). Only the first
+  request of a connection is looked at.
 * :func:`parse_pattern` checks a route pattern: an exact host name (``pi.example.com``) or a
   wildcard (``*.example.com``, which matches one *or more* labels in front of
   ``example.com``, never ``example.com`` itself). Host names and patterns are
@@ -20,6 +23,7 @@ parsers, and :func:`sniff` turns both into a verdict.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +41,9 @@ _CLIENT_HELLO = 1
 _SERVER_NAME = 0
 _MAX_RECORD = 1 << 14
 _METHOD = re.compile(rb"[A-Z]{1,16}")
-_REQUEST_LINE = re.compile(rb"[A-Z]{1,16} [!-~]+ HTTP/\d\.\d")
+_REQUEST_LINE = re.compile(rb"[A-Z]{1,16} ([!-~]+) HTTP/\d\.\d")
+_ABSOLUTE_TARGET = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -49,6 +55,10 @@ class Malformed(ValueError):
     """The bytes are not what they started to look like (or a host name is not valid)."""
 
 
+class BadRequest(Malformed):
+    """A valid HTTP/1.x request line, and a request head that is not valid after it."""
+
+
 class Kind(StrEnum):
     TLS = "tls"
     HTTP = "http"
@@ -58,10 +68,12 @@ class Kind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Sniffed:
     """What a visitor's first bytes are: ``host`` is the name it asked for (normalised), None
-    when it names none or its bytes are malformed."""
+    when it names none or its bytes are malformed. ``malformed`` marks an HTTP request whose
+    head is not valid HTTP/1.x (answered ``400 Bad Request``, never routed)."""
 
     kind: Kind
     host: str | None = None
+    malformed: bool = False
 
 
 # --------------------------------------------------------------------------- host names
@@ -70,8 +82,10 @@ class Sniffed:
 def normalize_host(name: str) -> str:
     """Lower-case, one trailing dot removed; :class:`Malformed` unless a valid DNS name (or an
     IPv4 literal, which has the same shape)."""
+    if not name.isascii():  # before lower(): "\u212a" (Kelvin sign) lowers to "k"
+        raise Malformed(f"not a valid host name: {name[:80]!r}")
     host = name.lower().removesuffix(".")
-    if len(host) > _MAX_HOST or not host.isascii() or not _HOST.fullmatch(host):
+    if len(host) > _MAX_HOST or not _HOST.fullmatch(host):
         raise Malformed(f"not a valid host name: {name[:80]!r}")
     return host
 
@@ -125,34 +139,57 @@ class _Cursor:
         return len(self.data) - self.pos
 
 
+class _ClientHelloReader:
+    """Collects the ClientHello from the TLS records at the start of a growing buffer. Each
+    complete record is copied once; a record still arriving costs a few header bytes per look,
+    and the ClientHello is parsed only once the handshake header says all of it is here."""
+
+    def __init__(self) -> None:
+        self.pos = 0  # where the first record not yet collected starts
+        self.handshake = bytearray()  # the bodies of the records before it
+        self.scanned = 0  # bytes looked at or copied, all calls together
+
+    def server_name(self, data: bytes | bytearray, end: int) -> str | None:
+        """The ``server_name`` of the ClientHello in ``data[:end]``; :class:`NeedMore` until
+        all of it is there."""
+        while True:
+            header = bytes(data[self.pos : min(self.pos + 5, end)])
+            self.scanned += len(header)
+            if header[:1] and header[0] != _TLS_HANDSHAKE:
+                raise Malformed("not a TLS handshake record")
+            if header[1:2] and header[1] != 3:
+                raise Malformed("not a TLS record version")
+            if len(header) < 5:
+                raise NeedMore
+            length = int.from_bytes(header[3:5], "big")
+            if not 0 < length <= _MAX_RECORD:
+                raise Malformed(f"TLS record length {length}")
+            body = self.pos + 5
+            have = min(length, end - body)
+            start = self.handshake[:4]
+            start += data[body : body + min(have, 4 - len(start))]
+            self.scanned += len(start)
+            if start and start[0] != _CLIENT_HELLO:
+                raise Malformed("first handshake message is not a ClientHello")
+            if len(start) == 4:
+                size = 4 + int.from_bytes(start[1:4], "big")
+                missing = size - len(self.handshake)
+                if missing <= have:
+                    self.scanned += missing
+                    hello = self.handshake + data[body : body + missing]
+                    return _client_hello_server_name(hello[4:])
+            if have < length:
+                raise NeedMore
+            self.handshake += data[body : body + length]
+            self.scanned += length
+            self.pos = body + length
+
+
 def tls_server_name(data: bytes | bytearray) -> str | None:
     """The ``server_name`` (host_name) of the ClientHello at the start of ``data``, None if it
     has none. The handshake message may span several TLS records, and each record may be cut
     anywhere: :class:`NeedMore` until the whole ClientHello is here."""
-    handshake = bytearray()
-    pos = 0
-    while True:
-        header = data[pos : pos + 5]
-        if header[:1] and header[0] != _TLS_HANDSHAKE:
-            raise Malformed("not a TLS handshake record")
-        if header[1:2] and header[1] != 3:
-            raise Malformed("not a TLS record version")
-        if len(header) < 5:
-            raise NeedMore
-        length = int.from_bytes(header[3:5], "big")
-        if not 0 < length <= _MAX_RECORD:
-            raise Malformed(f"TLS record length {length}")
-        body = data[pos + 5 : pos + 5 + length]
-        handshake += body
-        if handshake and handshake[0] != _CLIENT_HELLO:
-            raise Malformed("first handshake message is not a ClientHello")
-        if len(handshake) >= 4:
-            size = 4 + int.from_bytes(handshake[1:4], "big")
-            if len(handshake) >= size:
-                return _client_hello_server_name(handshake[4:size])
-        if len(body) < length:
-            raise NeedMore
-        pos += 5 + length
+    return _ClientHelloReader().server_name(data, len(data))
 
 
 def _client_hello_server_name(body: bytes | bytearray) -> str | None:
@@ -185,85 +222,188 @@ def _client_hello_server_name(body: bytes | bytearray) -> str | None:
 # --------------------------------------------------------------------------- HTTP/1.x
 
 
-def http_host(data: bytes | bytearray) -> str | None:
-    """The ``Host`` of the HTTP/1.x request head at the start of ``data`` (port stripped,
-    normalised), None if the head has none. :class:`NeedMore` until the blank line that ends
-    the head; :class:`Malformed` for anything that is not a request head, and for two Host
-    headers (which servers must refuse, and which could route one way and be read another)."""
-    end = _HEAD_END.search(data)
-    if end is None:
-        line_end = data.find(b"\n")
-        first = bytes(data if line_end < 0 else data[:line_end]).removesuffix(b"\r")
-        if line_end >= 0 and not _REQUEST_LINE.fullmatch(first):
-            raise Malformed("not an HTTP/1.x request line")
-        raise NeedMore
-    lines = bytes(data[: end.start()]).split(b"\n")
-    if not _REQUEST_LINE.fullmatch(lines[0].removesuffix(b"\r")):
+def _request_target(line: bytes) -> bytes:
+    """The request target of an HTTP/1.x request line; :class:`Malformed` if it is none."""
+    match = _REQUEST_LINE.fullmatch(line.removesuffix(b"\r"))
+    if match is None:
         raise Malformed("not an HTTP/1.x request line")
+    return match[1]
+
+
+def _head_host(target: bytes, headers: bytes) -> str | None:
+    """The host a request names: the authority of an absolute-form target (RFC 9112 §3.2.2),
+    else its ``Host``; None if it names none. :class:`BadRequest` for a malformed header
+    section: a line that is no header (a folded line among them), two Host headers, a Host
+    that is empty or not a host name, a Host other than an absolute target's authority."""
     hosts = []
-    for raw in lines[1:]:
-        line = raw.removesuffix(b"\r")
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip():
-            raise Malformed("not an HTTP header line")
+    for raw in headers.split(b"\n") if headers else ():
+        name, colon, value = raw.removesuffix(b"\r").partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise BadRequest("not an HTTP header line")
         if name.lower() == b"host":
-            hosts.append(value.strip())
+            hosts.append(value.strip(b" \t"))
     if len(hosts) > 1:
-        raise Malformed("more than one Host header")
-    if not hosts:
-        return None
+        raise BadRequest("more than one Host header")
+    host = _authority_host(hosts[0]) if hosts else None
+    absolute = _ABSOLUTE_TARGET.match(target)
+    if absolute is None:
+        return host
+    authority = _authority_host(absolute[1].rpartition(b"@")[2])
+    if hosts and host != authority:
+        raise BadRequest("Host is not the authority of the absolute request target")
+    return authority
+
+
+def _authority_host(value: bytes) -> str | None:
+    """The normalised host name of ``host[:port]``; None for an IPv6 literal (no route names
+    one); :class:`BadRequest` for anything else that is not a host name."""
     try:
-        text = hosts[0].decode("ascii")
+        text = value.decode("ascii")
     except UnicodeDecodeError:
-        raise Malformed("Host is not ASCII") from None
-    return normalize_host(_strip_port(text))
+        raise BadRequest("Host is not ASCII") from None
+    if text.startswith("["):
+        literal, _, port = text[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise BadRequest(f"not an IPv6 literal: {text[:80]!r}") from None
+        if port and not (port.startswith(":") and port[1:].isdigit()):
+            raise BadRequest(f"not a port: {port[:80]!r}")
+        return None
+    name, colon, port = text.rpartition(":")
+    try:
+        return normalize_host(name if colon and port.isdigit() else text)
+    except Malformed as exc:
+        raise BadRequest(str(exc)) from None
 
 
-def _strip_port(host: str) -> str:
-    """``example.com:8080`` -> ``example.com``; an IPv6 literal keeps its address only."""
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    name, colon, port = host.rpartition(":")
-    if colon and port.isdigit():
-        return name
-    return host
+def http_host(data: bytes | bytearray) -> str | None:
+    """The host named by the HTTP/1.x request head at the start of ``data`` (see
+    :func:`_head_host`). :class:`NeedMore` until the blank line that ends the head;
+    :class:`Malformed` if the first line is not a request line, :class:`BadRequest` if what
+    follows it is malformed."""
+    state = Sniff()
+    state.feed(data)
+    return state.http_host(len(data))
 
 
-def could_be_http(data: bytes | bytearray) -> bool:
-    """True while ``data`` can still be the start of an HTTP/1.x request (a method in capitals
-    and a space); what follows is checked by :func:`http_host`."""
-    space = data.find(b" ", 0, 17)
+def _http_start(data: bytes | bytearray, start: int, end: int) -> bool | None:
+    """Whether ``data[start:end]`` starts as an HTTP/1.x request does (a method in capitals,
+    then a space): None while it still could."""
+    space = data.find(b" ", start, min(end, start + 17))
     if space < 0:
-        return len(data) <= 16 and _METHOD.fullmatch(bytes(data)) is not None
-    return _METHOD.fullmatch(bytes(data[:space])) is not None
+        method = bytes(data[start:end])
+        return None if len(method) <= 16 and _METHOD.fullmatch(method) else False
+    return _METHOD.fullmatch(bytes(data[start:space])) is not None
 
 
 # --------------------------------------------------------------------------- sniffing
 
 
-def sniff(data: bytes | bytearray, *, final: bool = False) -> Sniffed | None:
-    """What ``data``, the first bytes of a visitor, is; None while more bytes are needed.
+class Sniff:
+    """The first bytes of one visitor, kept in ``buffer`` as they arrive (see :meth:`feed`),
+    and what they are (see :meth:`verdict`).
 
-    ``final`` says no more will come (the visitor half-closed, or the caller stops waiting):
-    an incomplete TLS or HTTP start is then a verdict without a host. Past
-    :data:`MAX_SNIFF_BYTES` the same happens, so a visitor never makes the caller buffer more.
-    """
-    if not data:
-        return Sniffed(Kind.OTHER) if final else None
-    final = final or len(data) >= MAX_SNIFF_BYTES
-    window = data[:MAX_SNIFF_BYTES]
-    if window[0] == _TLS_HANDSHAKE:
-        kind, parse = Kind.TLS, tls_server_name
-    elif could_be_http(window):
-        kind, parse = Kind.HTTP, http_host
-    else:
+    However the bytes are cut, each is looked at a bounded number of times: the end of an
+    HTTP head is searched for in the new bytes only (and the three before them), the request
+    line is checked once, and a ClientHello is parsed once its records are all here.
+    ``scanned`` counts the bytes the parsers looked at."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self._kind: Kind | None = None
+        self._result: Sniffed | None = None
+        self._hello = _ClientHelloReader()
+        self._http_scanned = 0
+        self._start = 0  # HTTP: where the request line starts (after stray blank lines)
+        self._line_end = -1  # HTTP: the request line's LF, once it came
+        self._target = b""
+        self._searched = 0  # HTTP: how far the buffer has been searched
+
+    @property
+    def scanned(self) -> int:
+        return self._hello.scanned + self._http_scanned
+
+    def feed(self, data: bytes | bytearray) -> None:
+        self.buffer += data
+
+    def verdict(self, final: bool = False) -> Sniffed | None:
+        """What the bytes so far are; None while more are needed. ``final`` says no more
+        will come (the visitor half-closed, or the caller stops waiting): an incomplete TLS
+        or HTTP start is then a verdict without a host. Past :data:`MAX_SNIFF_BYTES` the same
+        happens, so a visitor never makes the caller buffer more. Once given, a verdict
+        stays."""
+        if self._result is None:
+            end = min(len(self.buffer), MAX_SNIFF_BYTES)
+            self._result = self._decide(end, final or end == MAX_SNIFF_BYTES)
+        return self._result
+
+    def _decide(self, end: int, final: bool) -> Sniffed | None:
+        if self._kind is None:
+            self._kind = self._kind_of(end)
+            if self._kind is None:
+                if not final:
+                    return None
+                return Sniffed(Kind.HTTP if self._start < end else Kind.OTHER)
+        kind = self._kind
+        try:
+            if kind is Kind.TLS:
+                return Sniffed(kind, self._hello.server_name(self.buffer, end))
+            if kind is Kind.HTTP:
+                return Sniffed(kind, self.http_host(end))
+        except NeedMore:
+            return Sniffed(kind) if final else None
+        except BadRequest:
+            return Sniffed(Kind.HTTP, malformed=True)
+        except Malformed:
+            return Sniffed(Kind.TLS) if kind is Kind.TLS else Sniffed(Kind.OTHER)
         return Sniffed(Kind.OTHER)
-    try:
-        return Sniffed(kind, parse(window))
-    except NeedMore:
-        return Sniffed(kind) if final else None
-    except Malformed:
-        return Sniffed(kind) if kind is Kind.TLS else Sniffed(Kind.OTHER)
+
+    def _kind_of(self, end: int) -> Kind | None:
+        """TLS, HTTP or other, from the first bytes; None while it cannot be told yet."""
+        buf = self.buffer
+        if not end:
+            return None
+        if buf[0] == _TLS_HANDSHAKE:
+            return Kind.TLS
+        while self._start < end and buf[self._start] in b"\r\n":
+            self._start += 1
+        if self._start == end:
+            return None
+        http = _http_start(buf, self._start, end)
+        if http is None:
+            return None
+        return Kind.HTTP if http else Kind.OTHER
+
+    def http_host(self, end: int) -> str | None:
+        """The host the HTTP request head in ``buffer[:end]`` names (see :func:`http_host`)."""
+        buf = self.buffer
+        if self._line_end < 0:
+            self._line_end = buf.find(b"\n", max(self._start, self._searched), end)
+            self._http_scanned += end - max(self._start, self._searched)
+            if self._line_end < 0:
+                self._searched = end
+                raise NeedMore
+            self._target = _request_target(bytes(buf[self._start : self._line_end]))
+            if self._start:
+                raise BadRequest("blank line before the request line")
+            self._searched = self._line_end
+        start = max(self._line_end, self._searched - 3)
+        head_end = _HEAD_END.search(buf, start, end)
+        self._http_scanned += end - start
+        if head_end is None:
+            self._searched = end
+            raise NeedMore
+        headers = bytes(buf[self._line_end + 1 : max(self._line_end + 1, head_end.start())])
+        return _head_host(self._target, headers)
+
+
+def sniff(data: bytes | bytearray, *, final: bool = False) -> Sniffed | None:
+    """What ``data``, the first bytes of a visitor, is; None while more bytes are needed (see
+    :meth:`Sniff.verdict`, which does the same for bytes that arrive piece by piece)."""
+    state = Sniff()
+    state.feed(data)
+    return state.verdict(final)
 
 
 # --------------------------------------------------------------------------- route table

@@ -7,6 +7,11 @@ daemon's control socket, metrics) reads only :meth:`EngineState.snapshot` and
 
 Service byte totals are the sum of the bytes of closed visitors and of the visitors still open,
 so the relay counts each chunk once, on the visitor's own record.
+
+A visitor opening and closing is an event (at debug level) only while someone can see it: a
+subscriber (the dashboard, an attached client, the metrics endpoint) or a debug log. Otherwise
+the bookkeeping of a visitor is a few integer additions and dict updates, which matters at
+thousands of visitors per second.
 """
 
 from __future__ import annotations
@@ -307,19 +312,22 @@ class EngineState:
         record = VisitorRecord(next(self._visitor_ids), peer, route)
         stats.visitors[record.id] = record
         stats.visitors_total += 1
-        self.emit(
-            EventKind.VISITOR_OPENED,
-            f"visitor #{record.id} from {peer}" + (f" for {route}" if route else ""),
-            level=Level.DEBUG,
-            service=stats.name,
-            role=stats.role,
-        )
+        if self._visitors_watched():
+            self.emit(
+                EventKind.VISITOR_OPENED,
+                f"visitor #{record.id} from {peer}" + (f" for {route}" if route else ""),
+                level=Level.DEBUG,
+                service=stats.name,
+                role=stats.role,
+            )
         return record
 
     def close_visitor(self, stats: ServiceStats, record: VisitorRecord) -> None:
-        if stats.visitors.pop(record.id, None) is not None:
-            stats.closed_rx += record.rx
-            stats.closed_tx += record.tx
+        if stats.visitors.pop(record.id, None) is None:
+            return
+        stats.closed_rx += record.rx
+        stats.closed_tx += record.tx
+        if self._visitors_watched():
             self.emit(
                 EventKind.VISITOR_CLOSED,
                 f"visitor #{record.id} closed after {record.rx} bytes in, {record.tx} bytes out",
@@ -327,6 +335,10 @@ class EngineState:
                 service=stats.name,
                 role=stats.role,
             )
+
+    def _visitors_watched(self) -> bool:
+        """Whether a visitor's events would reach anyone: a subscriber or a debug log."""
+        return bool(self._subscribers) or log.isEnabledFor(logging.DEBUG)
 
     def emit(
         self,

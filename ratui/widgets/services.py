@@ -38,13 +38,19 @@ def row_key_of(service: ServiceSnapshot) -> str:
     return f"{service.role}:{service.name}"
 
 
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "[::]", ""})
+
+
 def address_label(service: ServiceSnapshot) -> str:
-    """The address cell: the address, or for a service on a shared port, the port and its
-    first route, e.g. ``443 · pi.example.com +1``."""
+    """The address cell: the address, or for a service on a shared port, the port (with its
+    host unless that is a wildcard) and its first route, e.g. ``443 · pi.example.com +1`` or
+    ``10.0.0.5:443 · pi.example.com``."""
     if not service.routes:
         return service.address
     more = f" +{len(service.routes) - 1}" if len(service.routes) > 1 else ""
-    return f"{service.address.rpartition(':')[2]} · {service.routes[0]}{more}"
+    host, _, port = service.address.rpartition(":")
+    where = port if host in _WILDCARD_HOSTS else service.address
+    return f"{where} · {service.routes[0]}{more}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 On the server the keepalive options are set once, on the listening sockets, before they
 listen: Linux (and the BSDs) copy them to every socket accepted from there, so an accepted
 data channel costs no system call for them. The event loop turns TCP_NODELAY on for every
-accepted socket, so only ``nodelay = false`` is set per connection.
+socket it accepts or connects, so only ``nodelay = false`` is set per connection for it; a
+client connection still gets its keepalive options, as in rathole.
 
 Client connections go through ``[client.transport.tcp] proxy`` when it is set (``proxy.py``,
 imported only then); the options are then those of the socket to the proxy, as in rathole.
@@ -20,14 +21,16 @@ from .base import LISTEN_BACKLOG, AcceptHandler, Transport
 
 
 def apply_socket_options(
-    sock: socket.socket | None, nodelay: bool, cfg: TcpTransportConfig
+    sock: socket.socket | None, nodelay: bool | None, cfg: TcpTransportConfig
 ) -> None:
-    """Set TCP_NODELAY and keepalive (``keepalive_secs`` idle, ``keepalive_interval`` apart)."""
+    """Set TCP_NODELAY (``None`` leaves it as it is) and keepalive (``keepalive_secs`` idle,
+    ``keepalive_interval`` apart)."""
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     real = _borrow(sock)
     try:
-        real.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))
+        if nodelay is not None:
+            real.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))
         _keepalive(real, cfg)
     finally:
         _give_back(sock, real)
@@ -70,19 +73,20 @@ class TcpTransport(Transport):
 
     async def connect(self, addr: str, *, nodelay: bool | None = None) -> Channel:
         host, port = host_port(addr)
+        wanted = self.cfg.nodelay if nodelay is None else nodelay
         if self.cfg.proxy is None:
             loop = asyncio.get_running_loop()
             transport, channel = await loop.create_connection(Channel, host, port)
+            # The event loop turned TCP_NODELAY on already: only "off" needs a system call.
+            apply_socket_options(
+                transport.get_extra_info("socket"), None if wanted else False, self.cfg
+            )
         else:
             from .proxy import open_connection  # only configs with a proxy need its code
 
             transport, channel = await open_connection(Channel, host, port, self.cfg.proxy)
+            apply_socket_options(transport.get_extra_info("socket"), wanted, self.cfg)
         assert isinstance(channel, Channel)
-        apply_socket_options(
-            transport.get_extra_info("socket"),
-            self.cfg.nodelay if nodelay is None else nodelay,
-            self.cfg,
-        )
         return channel
 
     async def listen(self, addr: str, on_channel: AcceptHandler) -> asyncio.AbstractServer:
