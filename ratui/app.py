@@ -397,7 +397,7 @@ class RatuiApp(App[int]):
         dashboard.query_one(HeaderBar).show_vitals(
             status=None if self.status is EngineStatus.RUNNING else STATUS_WORDS[self.status],
             status_style=str(style),
-            uptime=now - self.started_at,
+            uptime=now - (self.remote.started_at if self.remote is not None else self.started_at),
             rx=self.history.total_in[-1] if self.history.total_in else 0.0,
             tx=self.history.total_out[-1] if self.history.total_out else 0.0,
             visitors=sum(s.visitors_open for s in counted),

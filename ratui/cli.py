@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Logs go to stderr; set RATUI_LOG (or RUST_LOG) to debug, info, warn or error. "
         "Other commands: `ratui attach [SOCKET]` (the dashboard of a running daemon), "
         "`ratui status [SOCKET] [--json]`, `ratui service install [--user] CONFIG`, "
-        "`ratui init server|client` (write a config), `ratui pair CODE` (a client config from "
+        "`ratui init server|client` (write a config), `ratui pair` (a client config from "
         "a pairing code).",
     )
     parser.add_argument("config", nargs="?", metavar="CONFIG", help="rathole-style TOML config")
@@ -123,6 +124,16 @@ def daemon_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return DaemonOptions(control, explicit, metrics)
 
 
+def demo_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DaemonOptions:
+    """:func:`daemon_options` for ``--demo``, which serves a control socket only at a path
+    given with the flag or the variable: left to the default one, a short-lived demo would
+    take the socket of the user's real daemon."""
+    options = daemon_options(parser, args)
+    if options.control_explicit:
+        return options
+    return dataclasses.replace(options, control_socket=None)
+
+
 def choose_roles(config: Config, server: bool, client: bool) -> Roles:
     """rathole's rule: a flag picks the role, otherwise the tables present decide; a config
     with both tables and no flag (or both flags) runs both."""
@@ -193,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             from .app import run_tui
 
             return run_tui(None, None, demo=True)
-        return headless.run(headless.demo)
+        return headless.run(lambda: headless.demo(demo_options(parser, args)))
     if args.config is None:
         from .setup.files import find_config
 

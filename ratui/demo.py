@@ -25,7 +25,7 @@ You reached it through a ratui tunnel:
       -> {control} (control and data channels)
       -> ratui client -> {local} (the service "at home")
 
-Press Ctrl-C in the ratui window to stop the demo.
+To stop the demo, press q in ratui's dashboard, or Ctrl-C where it runs without one.
 """
 
 

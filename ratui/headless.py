@@ -169,15 +169,22 @@ class _Stoppable(Protocol):
     async def stop(self) -> None: ...
 
 
-async def demo() -> int:
-    """``ratui --demo`` without a terminal UI: print where to point curl, then serve."""
+async def demo(options: DaemonOptions | None = None) -> int:
+    """``ratui --demo`` without a terminal UI: print where to point curl, then serve, with the
+    control socket and metrics endpoint that ``options`` ask for, as :func:`serve` has."""
     from . import demo as demo_mod
 
     config = demo_mod.demo_config()
     page = await demo_mod.serve_page(config)
     runtime = Runtime(config, Roles(server=True, client=True))
+    extras: list[_Stoppable] = []
     try:
         await runtime.start()
+        started = await _start_extras(runtime, options or DaemonOptions())
+        if isinstance(started, str):
+            print(f"ratui: error: {started}", file=sys.stderr)
+            return 1
+        extras = started
         if not await _wait_up(runtime.state, timeout=10.0):
             print("ratui: error: the demo tunnel did not come up within 10 s", file=sys.stderr)
             return 1
@@ -192,6 +199,8 @@ async def demo() -> int:
         await wait_for_signal()
         return 0
     finally:
+        for extra in extras:
+            await extra.stop()
         await runtime.stop()
         page.close()
 

@@ -400,6 +400,13 @@ class RemoteState:
         for sub in self._subscribers:
             sub._push(event)
 
+    @property
+    def started_at(self) -> float:
+        """When the daemon started (its ``hello``; again after a reconnect), for the uptime
+        the dashboard shows: the daemon's, as ``ratui status`` gives it, not the attach's."""
+        assert self.info is not None, "connect() first"
+        return self.info.started_at
+
     # ------------------------------------------------------------------ EngineState's interface
 
     def snapshot(self) -> Snapshot:

@@ -3,11 +3,14 @@
 
 The system unit keeps root's ownership of the config file (rathole's configs usually live in
 ``/etc``, mode 0600) but takes every other privilege away: its only capability is binding ports
-below 1024, the file system is read-only, ``/home`` too, and the kernel, devices and other
-address families are out of reach. A ``--user`` unit runs in the user's own service manager,
-with the sandboxing options that need no privileges. Either restarts ratui when it fails,
-reloads it with SIGHUP (``systemctl reload``), and puts the control socket in the unit's
-runtime directory, where ``ratui status`` and ``ratui attach`` look for it.
+below 1024, the file system is read-only, ``/home`` too, except the config file's directory
+(edits made through ``ratui attach`` are saved there, with a ``.bak``), and the kernel, devices
+and other address families are out of reach. A config under ``/tmp`` or ``/var/tmp`` would be
+hidden by ``PrivateTmp``, so that option is left out for one. A ``--user`` unit runs in the
+user's own service manager, with the sandboxing options that need no privileges. Either
+restarts ratui when it fails, reloads it with SIGHUP (``systemctl reload``), and puts the
+control socket in the unit's runtime directory, where ``ratui status`` and ``ratui attach``
+look for it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 ProtectSystem=strict
 ProtectHome=read-only
-PrivateTmp=yes
 PrivateDevices=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -77,10 +79,17 @@ def ratui_command() -> list[str]:
     return [str(Path(sys.executable).absolute()), "-m", "ratui"]
 
 
-def _quote(arg: str) -> str:
-    """One ExecStart argument: ``%`` and ``$`` doubled (systemd expands them), and in double
-    quotes with C-style escapes when it holds a space, a quote or a backslash."""
-    arg = arg.replace("%", "%%").replace("$", "$$")
+#: The directories that ``PrivateTmp=yes`` replaces with the unit's own empty ones.
+TEMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
+
+
+def _quote(arg: str, *, command: bool = True) -> str:
+    """One ExecStart argument (``command``) or path of a path list: ``%`` doubled (systemd
+    expands specifiers), ``$`` too in a command line, and in double quotes with C-style
+    escapes when it holds a space, a quote or a backslash."""
+    arg = arg.replace("%", "%%")
+    if command:
+        arg = arg.replace("$", "$$")
     if arg and not any(c.isspace() or c in "\"'\\;" for c in arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -107,7 +116,6 @@ def render_unit(
     lines = [
         "[Unit]",
         f"Description=ratui reverse tunnel ({config.name.replace('%', '%%')})",
-        "Documentation=https://github.com/rapiz1/rathole",
         "After=network-online.target",
         "Wants=network-online.target",
         "",
@@ -123,13 +131,27 @@ def render_unit(
         f"RuntimeDirectory={runtime_dir}",
         "RuntimeDirectoryMode=0700",
     ]
-    if not user:
+    if user:
+        lines.append(USER_HARDENING.rstrip())
+    else:
         lines.append("LimitNOFILE=1048576")
         if run_as:
             lines.append(f"User={run_as}")
-    lines.append((USER_HARDENING if user else SYSTEM_HARDENING).rstrip())
+        lines.append(SYSTEM_HARDENING.rstrip())
+        lines += _writable_config_dir(config)
     lines += ["", "[Install]", f"WantedBy={'default.target' if user else 'multi-user.target'}"]
     return "\n".join(lines) + "\n"
+
+
+def _writable_config_dir(config: Path) -> list[str]:
+    """A system unit's file system is read-only: the directory where saved config edits and
+    their ``.bak`` go stays writable (the link's and the target's, for a symlinked config),
+    and ``PrivateTmp`` is added only when it would not hide the config."""
+    dirs = list(dict.fromkeys((config.parent, config.resolve().parent)))
+    lines = ["ReadWritePaths=" + " ".join(_quote(str(d), command=False) for d in dirs)]
+    if not any(d.is_relative_to(temp) for d in dirs for temp in TEMP_DIRS):
+        lines.append("PrivateTmp=yes")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:

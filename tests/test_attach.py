@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 from conftest import Procs, free_port, roundtrip, wait_closed, wait_port
 from daemons import both_toml, extra_service, start_daemon
 from terminals import Terminal, open_terminals
+from test_app import plain
 from textual.pilot import Pilot
 
 from ratui.app import EngineStatus, RatuiApp
@@ -232,6 +234,33 @@ async def until(pilot: Pilot, condition: Callable[[], Any], what: str, timeout: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await pilot.pause(0.05)
+
+
+@pytest.mark.timeout(60)
+def test_attach_shows_the_daemons_uptime(tmp_path, procs: Procs, echo, sockdir) -> None:
+    """The header's ``up H:MM:SS`` counts from the daemon's start, as ``ratui status`` does,
+    not from the moment the dashboard attached."""
+    daemon = start_daemon(procs, tmp_path, sockdir, echo.addr)
+
+    async def main() -> None:
+        remote = RemoteState(daemon.socket)
+        info = await remote.connect()
+        try:
+            await eventually(lambda: time.time() - info.started_at >= 2.5, "the daemon to age")
+            app = RatuiApp(attached_config(remote), info.roles, remote=remote)
+            async with app.run_test(size=(120, 30)) as pilot:
+                await until(pilot, lambda: app.ui_ready, "the dashboard")
+                await until(pilot, lambda: app.status is EngineStatus.RUNNING, "running")
+                app.poll()
+                vitals = plain(app.dashboard.query_one("#vitals"))
+                hours, minutes, seconds = re.search(r"up (\d+):(\d\d):(\d\d)", vitals).groups()
+                shown = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+                assert shown >= 2, vitals  # attached a moment ago, the daemon runs longer
+                assert abs(shown - (time.time() - info.started_at)) < 1.5, vitals
+        finally:
+            await remote.close()
+
+    run(main())
 
 
 @pytest.mark.timeout(120)

@@ -597,6 +597,19 @@ def test_default_level_is_info(tmp_path: Path, procs: Procs, echo) -> None:
     assert "Shutting down" in output
 
 
+@pytest.mark.timeout(30)
+def test_connection_errors_name_the_server_address(tmp_path: Path, procs: Procs) -> None:
+    """A bare "Connection refused" or "Name or service not known" does not say which server."""
+    port = free_port()  # nothing listens there
+    refused = procs.ratui(str(write(tmp_path, "refused.toml", client_table(port, "127.0.0.1:1"))))
+    refused.wait_for_output(f"cannot establish the control channel to 127.0.0.1:{port}: ", 15)
+    unknown_addr = "no-such-host.invalid:2333"
+    text = client_table(port, "127.0.0.1:1").replace(f"127.0.0.1:{port}", unknown_addr)
+    unknown = procs.ratui(str(write(tmp_path, "unknown.toml", text)))
+    unknown.wait_for_output(f"cannot establish the control channel to {unknown_addr}: ", 15)
+    assert f"to 127.0.0.1:{port}: Connection refused\n" in refused.output()
+
+
 # --------------------------------------------------------------------------- secrets
 
 

@@ -705,7 +705,13 @@ def test_syntax_error_attributes() -> None:
 
 
 def test_syntax_error_at_end_of_file() -> None:
-    assert error_of('a = """') == "x.toml: end of file: invalid TOML: Unterminated string"
+    """Where the text ends, by line and column, as an editor shows it."""
+    expected = "x.toml: line 1, column 8 (end of file): invalid TOML: Unterminated string"
+    assert error_of('a = """') == expected
+    with pytest.raises(ConfigError) as info:
+        parse_config('[server]\nbind_addr = "a:1"\n[server.services.x', "s.toml")
+    assert (info.value.line, info.value.column) == (3, 19)
+    assert str(info.value).startswith("s.toml: line 3, column 19 (end of file): invalid TOML: ")
 
 
 def test_duplicate_key_is_a_syntax_error() -> None:

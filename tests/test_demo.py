@@ -4,6 +4,7 @@ on 127.0.0.1, stopped with Ctrl-C (SIGINT). Also README's first command. Every w
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,7 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, free_port
+
+#: The environment of a run left to the default control socket.
+OFF = {"RATUI_CONTROL_SOCKET": ""}
 
 URL = re.compile(r"^\s*try:\s+curl (http://127\.0\.0\.1:(\d+)/)$", re.M)
 
@@ -28,7 +32,12 @@ class Demo:
     """A ``--demo`` process with stdout and stderr kept apart in files."""
 
     def __init__(
-        self, argv: list[str], tmp_path: Path, cwd: Path | None = None, session: bool = False
+        self,
+        argv: list[str],
+        tmp_path: Path,
+        cwd: Path | None = None,
+        session: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.out_path = tmp_path / "demo.stdout"
         self.err_path = tmp_path / "demo.stderr"
@@ -39,7 +48,7 @@ class Demo:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
-                env={**os.environ, "RATUI_LOG": "info"},
+                env={**os.environ, "RATUI_LOG": "info", **(env or {})},
                 start_new_session=session,
             )
 
@@ -112,6 +121,7 @@ def test_demo_serves_its_page_and_stops_on_ctrl_c(tmp_path: Path, demos: list[De
     port = int(url.rsplit(":", 1)[1].rstrip("/"))
     body = check_page(url)
     assert f"127.0.0.1:{port}" in body  # the page names the public address it came through
+    assert "press q in ratui's dashboard, or Ctrl-C" in body  # how each kind of run stops
     for _ in range(20):
         check_page(url)
     with ThreadPoolExecutor(8) as pool:
@@ -153,6 +163,59 @@ def test_two_demos_side_by_side(tmp_path: Path, demos: list[Demo]) -> None:
     for url in urls:
         check_page(url)
     assert first.stop() == 0 and second.stop() == 0
+
+
+def status_json(sock: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "ratui", "status", str(sock), "--json"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.timeout(60)
+def test_headless_demo_serves_the_control_socket_and_metrics(
+    tmp_path: Path, demos: list[Demo], sockdir: Path
+) -> None:
+    """``--demo --daemon`` honours --control-socket and --metrics-addr as a daemon does."""
+    sock, metrics = sockdir / "demo.sock", free_port()
+    argv = [sys.executable, "-m", "ratui", "--demo", "--daemon", "--control-socket", str(sock)]
+    demo = Demo([*argv, "--metrics-addr", f"127.0.0.1:{metrics}"], tmp_path)
+    demos.append(demo)
+    check_page(demo.url())
+    data = status_json(sock)
+    assert [s["name"] for s in data["services"]] == ["demo-web"] * 2  # server and client
+    status, text = fetch(f"http://127.0.0.1:{metrics}/metrics")
+    assert status == 200 and "demo-web" in text
+    assert demo.stop() == 0
+    assert not sock.exists()
+
+
+@pytest.mark.timeout(60)
+def test_headless_demo_takes_its_socket_from_the_environment(
+    tmp_path: Path, demos: list[Demo], sockdir: Path
+) -> None:
+    """RATUI_CONTROL_SOCKET names the demo's socket; the default one (the user's real
+    daemon's) is left alone."""
+    runtime_dir = sockdir / "xdg"
+    runtime_dir.mkdir(mode=0o700)
+    sock = sockdir / "env.sock"
+    env = {"RATUI_CONTROL_SOCKET": str(sock), "XDG_RUNTIME_DIR": str(runtime_dir)}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    demo = Demo([sys.executable, "-m", "ratui", "--demo"], tmp_path / "a", env=env)
+    demos.append(demo)
+    demo.url()
+    assert status_json(sock)["services"]
+    plain = Demo([sys.executable, "-m", "ratui", "--demo"], tmp_path / "b", env={**env, **OFF})
+    demos.append(plain)
+    plain.url()
+    assert not (runtime_dir / "ratui").exists()
+    assert demo.stop() == 0 and plain.stop() == 0
 
 
 # --------------------------------------------------------------------------- README

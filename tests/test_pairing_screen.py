@@ -14,7 +14,7 @@ from test_snapshots import (  # noqa: F401 - an autouse fixture
     server_app,
 )
 from textual.pilot import Pilot
-from textual.widgets import Input, TextArea
+from textual.widgets import Input, Static, TextArea
 
 from ratui.app import RatuiApp
 from ratui.engine.config import load_config, parse_config
@@ -47,9 +47,10 @@ def test_p_shows_the_code_of_the_running_server(tmp_path: Path) -> None:
                 PairedService("web", "tcp", token),
                 PairedService("ssh", "tcp", token),
             )
-            await s.pilot.press("tab", "y")
-            assert s.app.clipboard == f"ratui pair {screen.code}"
-            await s.pilot.press("c")
+            hint = str(screen.query_one("#hint", Static).render())
+            assert "run  ratui pair  and paste the code when it asks" in hint
+            assert "ratui pair -" in hint and "ratui pair CODE" not in hint
+            await s.pilot.press("tab", "c")
             assert s.app.clipboard == screen.code
             await s.pilot.press("r")
             assert isinstance(s.app.screen, QrScreen) and s.app.screen.code == screen.code

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -88,9 +89,10 @@ def config(tmp_path: Path, name: str = "server.toml") -> Path:
 
 
 def test_system_unit_content(tmp_path: Path) -> None:
-    text = render_unit(config(tmp_path), user=False, role="server", command=["/usr/bin/ratui"])
+    etc = Path("/etc/ratui/server.toml")  # rendering does not read the file
+    text = render_unit(etc, user=False, role="server", command=["/usr/bin/ratui"])
     lines = text.splitlines()
-    assert f"ExecStart=/usr/bin/ratui --daemon --server {tmp_path}/server.toml" in lines
+    assert "ExecStart=/usr/bin/ratui --daemon --server /etc/ratui/server.toml" in lines
     for option in (
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
@@ -98,6 +100,7 @@ def test_system_unit_content(tmp_path: Path) -> None:
         "ProtectSystem=strict",
         "ProtectHome=read-only",
         "PrivateTmp=yes",
+        "ReadWritePaths=/etc/ratui",  # where edits through `ratui attach` are saved
         "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
         "RuntimeDirectory=ratui",
         "RuntimeDirectoryMode=0700",
@@ -105,7 +108,26 @@ def test_system_unit_content(tmp_path: Path) -> None:
         "WantedBy=multi-user.target",
     ):
         assert option in lines, option
-    assert "unit-test-token" not in text  # the unit names the file, never its secrets
+    assert not any(line.startswith("Documentation=") for line in lines)
+    secret = render_unit(config(tmp_path), user=False, command=["/usr/bin/ratui"])
+    assert "unit-test-token" not in secret  # the unit names the file, never its secrets
+
+
+def test_system_unit_of_a_config_under_tmp(tmp_path: Path) -> None:
+    """PrivateTmp would hide a config in /tmp from the service: it is left out; and a
+    symlinked config's target directory is writable too, since saves go through the link."""
+    target_dir = Path(tempfile.mkdtemp(prefix="unit-", dir="/tmp"))
+    try:
+        target = config(target_dir)
+        link = tmp_path / "link dir" / "server.toml"
+        link.parent.mkdir()
+        link.symlink_to(target)
+        lines = render_unit(link, user=False, command=["/usr/bin/ratui"]).splitlines()
+        assert f'ReadWritePaths="{link.parent}" {target_dir}' in lines
+        assert "PrivateTmp=yes" not in lines
+        assert "ProtectSystem=strict" in lines
+    finally:
+        shutil.rmtree(target_dir)
 
 
 def test_user_unit_content(tmp_path: Path) -> None:
@@ -116,6 +138,7 @@ def test_user_unit_content(tmp_path: Path) -> None:
     assert "Environment=RATUI_CONTROL_SOCKET=%t/tunnel/control.sock" in lines
     assert "WantedBy=default.target" in lines
     assert "ProtectSystem=strict" not in lines  # needs privileges a user manager lacks
+    assert not any(line.startswith(("ReadWritePaths=", "Documentation=")) for line in lines)
 
 
 @pytest.mark.timeout(300)

@@ -270,7 +270,9 @@ def test_show_prints_the_same_code_again(tmp_path: Path) -> None:
     server = init_server(tmp_path)
     shown = ratui("pair", "--show", str(server.config), env_dir=tmp_path / "cfg")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout == f"ratui pair {server.code}\n"
+    assert shown.stdout == f"{server.code}\n"  # alone, to pipe into `ratui pair -`
+    assert "run  ratui pair  and paste this code" in shown.stderr
+    assert "ratui pair -" in shown.stderr and server.code not in shown.stderr
     elsewhere = ratui(
         "pair", "--show", str(server.config), "--public-addr", "vps:1", env_dir=tmp_path / "cfg"
     )
@@ -307,6 +309,57 @@ def test_pair_reads_the_code_from_standard_input(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     config = load_config(client).client
     assert config is not None and list(config.services) == ["echo"]
+
+
+def test_pair_writes_to_the_output_option(tmp_path: Path) -> None:
+    server = init_server(tmp_path)
+    client = tmp_path / "out" / "client.toml"
+    args = ("pair", "-", "-o", str(client), "--local", "echo=1")
+    result = ratui(*args, env_dir=tmp_path / "cfg", text_in=server.code)
+    assert result.returncode == 0, result.stderr
+    assert f"Wrote the client config to {client}." in result.stdout
+    assert load_config(client).client is not None
+    both = ratui(*args, str(client), env_dir=tmp_path / "cfg", text_in=server.code)
+    assert both.returncode == 2 and "-o PATH" in both.stderr
+
+
+@pytest.mark.parametrize("path", ["client.toml", "home/client", "./x"])
+def test_pair_given_a_path_for_the_code_says_so(tmp_path: Path, path: str) -> None:
+    result = ratui("pair", path, "--local", "echo=1", env_dir=tmp_path / "cfg")
+    assert result.returncode == 2
+    assert (
+        f"{path!r}: that looks like a file path: give the code first, or - to paste it, and "
+        "the path after it (or -o PATH)" in result.stderr
+    )
+    assert not (tmp_path / "cfg").exists()
+
+
+def test_pair_check_names_the_flag_for_a_private_ca(
+    procs: Procs, tmp_path: Path, echo: EchoServer
+) -> None:
+    """A TLS server whose CA the system does not trust: the check after writing says which
+    flag of ``ratui pair`` fixes it."""
+    ident = server_identity(tmp_path / "pki")
+    server = init_server(
+        tmp_path,
+        "--transport",
+        "tls",
+        "--tls-pkcs12",
+        str(ident.pkcs12),
+        "--tls-password",
+        ident.password,
+        "--tls-hostname",
+        "localhost",
+    )
+    procs.ratui("--server", str(server.config))
+    wait_port(server.control_port)
+    client = tmp_path / "client.toml"
+    args = ("pair", server.code, str(client), "--local", f"echo={echo.addr}", "--check")
+    result = ratui(*args, env_dir=tmp_path / "cfg")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "tls.trusted_root is not set" in line
+    assert line.endswith("(give the CA's certificate with --tls-trusted-root PEM)")
 
 
 # errors and usage ---------------------------------------------------------------------------

@@ -37,7 +37,10 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     target.write_text("old\n")
     with pytest.raises(ExistingFileError) as info:
         write_secret_file(target, "new\n")
-    assert str(target) in str(info.value) and "--force" in str(info.value)
+    assert str(info.value) == (
+        f"{target} already exists: use --force to replace it (the current file is kept as "
+        "ratui.toml.bak)"
+    )
     assert isinstance(info.value, FileExistsError)
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ratui.toml"]

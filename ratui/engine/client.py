@@ -230,6 +230,9 @@ class ClientService:
         was_up = self.stats.state is ControlState.UP
         self.stats.last_error = reason
         what = "control channel lost" if was_up else "cannot establish the control channel"
+        remote = self.client.cfg.remote_addr
+        if not was_up and remote not in reason:  # "Connection refused" alone names no server
+            what += f" to {remote}"
         self._emit(kind, f"{what}: {reason}", Level.WARNING if was_up else Level.ERROR)
 
     async def _control_channel(self) -> None:

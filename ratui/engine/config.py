@@ -949,21 +949,25 @@ def parse_config(
     """Parse and validate a rathole v0.5 TOML config; raises ConfigError on any problem.
 
     ``env`` (default ``os.environ``) is what ``${VAR}`` references expand from."""
+    text = text.removeprefix("\ufeff")
     try:
-        data = tomllib.loads(text.removeprefix("\ufeff"))
+        data = tomllib.loads(text)
     except ValueError as e:  # tomllib.TOMLDecodeError, or int() digit limits
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        where = ""
         if m := _TOML_POS.match(msg):
             line, col = int(m["line"]), int(m["col"])
-            raise ConfigError(
-                source,
-                problem=f"line {line}, column {col}: invalid TOML: {m['msg']}",
-                line=line,
-                column=col,
-            ) from None
-        if m := _TOML_EOF.match(msg):
-            raise ConfigError(source, problem=f"end of file: invalid TOML: {m['msg']}") from None
-        raise ConfigError(source, problem=f"invalid TOML: {msg}") from None
+        elif m := _TOML_EOF.match(msg):  # where the text ends: its last line, after its end
+            last = text.rsplit("\n", 1)[-1]
+            line, col, where = text.count("\n") + 1, len(last) + 1, " (end of file)"
+        else:
+            raise ConfigError(source, problem=f"invalid TOML: {msg}") from None
+        raise ConfigError(
+            source,
+            problem=f"line {line}, column {col}{where}: invalid TOML: {m['msg']}",
+            line=line,
+            column=col,
+        ) from None
     except RecursionError:
         raise ConfigError(source, problem="invalid TOML: nested too deeply") from None
 

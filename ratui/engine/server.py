@@ -150,11 +150,11 @@ class Server:
     def warn_same_address(self, cfg: ServerServiceConfig) -> None:
         """Services without routes on one address load, as in rathole, but only one of them
         can listen at a time: whichever client connects first; the others retry."""
-        key = (cfg.type, split_host_port(cfg.bind_addr))
+        place = (cfg.type, split_host_port(cfg.bind_addr))
         others = [
             s.cfg.name
             for s in self.services.values()
-            if s.cfg.name != cfg.name and (s.cfg.type, split_host_port(s.cfg.bind_addr)) == key
+            if s.cfg.name != cfg.name and (s.cfg.type, split_host_port(s.cfg.bind_addr)) == place
         ]
         if others and not cfg.routes.any:
             self.state.emit(

@@ -1,5 +1,5 @@
 """The pairing code of a running server (``p`` on the dashboard): what a client needs to
-reach it, as one line that ``ratui pair CODE`` (or the client wizard) turns into a client
+reach it, as one line that ``ratui pair`` (or the client wizard) turns into a client
 config; ``r`` shows its QR code. The code holds the service tokens, so it is shown only here
 and never logged."""
 
@@ -30,11 +30,11 @@ def default_public_addr(server: ServerConfig, hostname: str | None = None) -> st
 
 class PairingScreen(ModalScreen[None]):
     """Asks for the address clients dial and shows the code for it; ``c`` copies the code,
-    ``y`` the ``ratui pair`` command, ``r`` shows the QR code."""
+    ``r`` shows the QR code. There is no ``ratui pair CODE`` command to copy: a code on the
+    command line stays in the shell's history, so ``ratui pair`` asks for it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "copy('code')", "Copy the code"),
-        Binding("y", "copy('command')", "Copy the command"),
+        Binding("c", "copy", "Copy the code"),
         Binding("r", "show_qr", "QR code"),
         Binding("escape", "dismiss", "Close"),
     ]
@@ -68,9 +68,11 @@ class PairingScreen(ModalScreen[None]):
             yield Label("Pairing code (it holds the tokens: share it like a password):")
             yield TextArea(id="code", read_only=True, compact=True, soft_wrap=True)
             yield Static(
-                "On the client, run  ratui pair CODE  (c copies the code, y the whole command, "
-                "r shows a QR code), or paste the code into ratui's client setup there.",
+                "On the client, run  ratui pair  and paste the code when it asks (it is not "
+                "echoed), or pipe it into  ratui pair - ; or paste it into ratui's client setup "
+                "there. c copies the code, r shows a QR code.",
                 classes="hint",
+                id="hint",
             )
         yield Footer()
 
@@ -94,13 +96,9 @@ class PairingScreen(ModalScreen[None]):
         self.code = code
         self.query_one("#code", TextArea).text = code
 
-    def action_copy(self, what: str) -> None:
+    def action_copy(self) -> None:
         if self.code:
-            copy_code(self, self.code if what == "code" else self.command)
-
-    @property
-    def command(self) -> str:
-        return f"ratui pair {self.code}"
+            copy_code(self, self.code)
 
     def action_show_qr(self) -> None:
         if self.code:

@@ -4,9 +4,10 @@ command line, for scripts and headless machines.
 * ``ratui init server`` makes the tokens (and a Noise keypair), writes the server config and
   prints the pairing code to give ``ratui pair`` on the client. A TLS identity's password
   comes from a file (``--tls-password-file``), or ``--tls-password`` for scripts.
-* ``ratui pair CODE [PATH]`` (or ``ratui init client --code CODE``) writes the matching
-  client config. ``-`` for CODE reads it from standard input, and ``ratui pair`` alone on a
-  terminal asks for it without echoing it, so that it stays out of the shell's history.
+* ``ratui pair [CODE] [PATH | -o PATH]`` (or ``ratui init client --code CODE``) writes the
+  matching client config. ``-`` for CODE reads it from standard input, and ``ratui pair``
+  alone on a terminal asks for it without echoing it, so that it stays out of the shell's
+  history.
   Each service needs the address of the service at home: ``--local NAME=HOST:PORT``; for
   any left out, a terminal asks, anything else is a usage error.
   ``--check`` then authenticates every service against the server (:mod:`.probe`);
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -51,15 +54,14 @@ class CommandError(Exception):
 
 
 # parsers -----------------------------------------------------------------------------------
-def _add_output(parser: argparse.ArgumentParser, *, positional: bool = False) -> None:
-    if not positional:
-        parser.add_argument(
-            "--output",
-            "-o",
-            metavar="PATH",
-            type=Path,
-            help=f"where to write the config (default: {default_config_path()})",
-        )
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        type=Path,
+        help=f"where to write the config (default: {default_config_path()})",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -162,7 +164,8 @@ def init_parser() -> argparse.ArgumentParser:
 def pair_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratui pair",
-        usage="ratui pair [CODE|-] [PATH] [options]\n       ratui pair --check [PATH]\n"
+        usage="ratui pair [CODE|-] [PATH | -o PATH] [options]\n"
+        "       ratui pair --check [PATH]\n"
         "       ratui pair --show [SERVER_CONFIG] [--public-addr HOST:PORT]",
         description=PAIR_HELP,
         epilog="Exit status: 0 done, 1 error, 2 usage error.",
@@ -175,7 +178,7 @@ def pair_parser() -> argparse.ArgumentParser:
         f"ratui asks for it), then where to write (default: {default_config_path()})",
     )
     _add_client_options(parser)
-    _add_output(parser, positional=True)
+    _add_output(parser)
     parser.add_argument(
         "--show",
         action="store_true",
@@ -201,6 +204,14 @@ PAIR_HELP = (
 )
 
 
+#: How to hand a code to the client, printed before it: never as ``ratui pair CODE``.
+PAIR_ADVICE = (
+    "On the client (the machine with the services), run  ratui pair  and paste this code\n"
+    "when it asks (it is not echoed), or pipe it into  ratui pair - . (Given as\n"
+    "ratui pair CODE  it would stay in the shell's history.)"
+)
+
+
 # entry points -------------------------------------------------------------------------------
 def init_main(argv: list[str]) -> int:
     parser = init_parser()
@@ -215,26 +226,39 @@ def pair_main(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)  # CODE --local ... PATH
     positional: list[str] = args.args
     if args.show:
-        if len(positional) > 1:
+        if len(positional) > 1 or args.output:
             parser.error("--show takes at most one PATH, the server config")
         path = Path(positional[0]) if positional else default_config_path()
         return _run(lambda: show_code(path, args.public_addr))
     pairing = positional[:1] == ["-"] or args.local or args.remote_addr or args.tls_trusted_root
     if (
         args.check
-        and len(positional) <= 1
+        and len(positional) + bool(args.output) <= 1
         and not pairing
         and not looks_like_code("".join(positional))
     ):
-        path = Path(positional[0]) if positional else default_config_path()
+        path = Path(positional[0]) if positional else args.output or default_config_path()
         return _run(lambda: check_config(path))
+    if len(positional) == 1 and _looks_like_path(positional[0]):
+        parser.error(
+            f"{positional[0]!r}: that looks like a file path: give the code first, or - to "
+            "paste it, and the path after it (or -o PATH)"
+        )
     if not positional and not _interactive():
         parser.error("give the pairing code printed by `ratui init server` (- reads stdin)")
-    if len(positional) > 2:
-        parser.error("expected CODE and at most one PATH")
+    if len(positional) > 2 or (len(positional) == 2 and args.output):
+        parser.error("expected CODE and at most one PATH (after the code, or as -o PATH)")
     code = positional[0] if positional else None
-    output = Path(positional[1]) if len(positional) == 2 else None
+    output = Path(positional[1]) if len(positional) == 2 else args.output
     return _run(lambda: write_client(parser, args, code, output))
+
+
+def _looks_like_path(arg: str) -> bool:
+    """A file name where the code belongs (``ratui pair client.toml``): it ends in .toml or
+    has a directory in it, and holds no code's prefix."""
+    if looks_like_code(arg):  # ratui1: or any other version
+        return False
+    return arg.endswith(".toml") or "/" in arg or os.sep in arg
 
 
 def _run(command: Callable[[], int]) -> int:
@@ -283,9 +307,7 @@ def init_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             f"{' (udp)' if svc.type == 'udp' else ''}"
         )
     print()
-    print("On the client (the machine with the services), run  ratui pair  and paste this code")
-    print("when it asks, or pipe it into  ratui pair - . (Given as  ratui pair CODE  it would")
-    print("stay in the shell's history.)")
+    print(PAIR_ADVICE)
     print()
     print(f"  {code}")
     print()
@@ -351,7 +373,7 @@ def write_client(
     print(_wrote("client", path, backup))
     print(f"Start it:  ratui --client {path}")
     if args.check:
-        return check_config(path)
+        return check_config(path, flags=True)
     return EXIT_OK
 
 
@@ -437,7 +459,8 @@ def _wrote(role: str, path: Path, backup: Path | None) -> str:
 
 # ratui pair --show -----------------------------------------------------------------------
 def show_code(path: Path, public_addr: str | None) -> int:
-    """Print the ``ratui pair`` line for the server config at ``path``."""
+    """Print the pairing code of the server config at ``path``: the code alone on standard
+    output (``ratui pair --show | ssh home ratui pair - ...`` works), the advice on stderr."""
     config = load_config(path)
     if config.server is None:
         raise CommandError(f"{path} has no [server] table to pair with")
@@ -450,13 +473,20 @@ def show_code(path: Path, public_addr: str | None) -> int:
         pairing = pairing_from_config(config.server, public_addr)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    print(f"ratui pair {encode(pairing)}")
+    print(PAIR_ADVICE, file=sys.stderr)
+    print(encode(pairing))
     return EXIT_OK
 
 
 # checking -------------------------------------------------------------------------------
-def check_config(path: Path) -> int:
-    """Authenticate every service of the client config at ``path`` once; 1 if any fails."""
+#: The engine's words for a TLS server whose CA the client does not trust, no CA being set.
+NO_TRUSTED_ROOT = "tls.trusted_root is not set"
+
+
+def check_config(path: Path, *, flags: bool = False) -> int:
+    """Authenticate every service of the client config at ``path`` once; 1 if any fails.
+    ``flags``: the config was just written from command-line flags, so a problem is told in
+    terms of the flag that fixes it."""
     config = load_config(path)
     if config.client is None:
         raise CommandError(f"{path} has no [client] table to check")
@@ -466,6 +496,8 @@ def check_config(path: Path) -> int:
         return list(await asyncio.gather(*(probe(client, name) for name in client.services)))
 
     results = asyncio.run(run_all())
+    if flags:
+        results = [_in_flag_terms(result) for result in results]
     print(f"Checking {len(results)} service(s) against {client.remote_addr}:")
     for result in results:
         print(f"  {result.service}: {'ok' if result.ok else result.problem}")
@@ -478,3 +510,11 @@ def check_config(path: Path) -> int:
         )
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _in_flag_terms(result: ProbeResult) -> ProbeResult:
+    """``result`` with the flag named where the engine names the config key."""
+    if NO_TRUSTED_ROOT not in result.problem:
+        return result
+    problem = f"{result.problem} (give the CA's certificate with --tls-trusted-root PEM)"
+    return dataclasses.replace(result, problem=problem)

@@ -31,8 +31,8 @@ class ExistingFileError(FileExistsError):
     def __init__(self, path: Path) -> None:
         self.path = path
         super().__init__(
-            f"{path} already exists; to replace it, allow overwriting (--force on the "
-            f"command line) and the current file is kept as {backup_path(path).name}"
+            f"{path} already exists: use --force to replace it (the current file is kept "
+            f"as {backup_path(path).name})"
         )
 
 
