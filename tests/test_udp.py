@@ -494,8 +494,10 @@ def test_many_visitors_assorted_sizes_each_reply_to_its_own_visitor() -> None:
             # Under load a resent datagram (or its answer) may still be in flight: wait for
             # both ends to have counted the same bytes.
             await poll_until(
-                lambda: (t.stats(Role.SERVER).rx, t.stats(Role.SERVER).tx)
-                == (t.stats(Role.CLIENT).rx, t.stats(Role.CLIENT).tx),
+                lambda: (
+                    (t.stats(Role.SERVER).rx, t.stats(Role.SERVER).tx)
+                    == (t.stats(Role.CLIENT).rx, t.stats(Role.CLIENT).tx)
+                ),
                 what="both ends counting the same bytes",
             )
             server, client = t.stats(Role.SERVER), t.stats(Role.CLIENT)
