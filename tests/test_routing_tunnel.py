@@ -7,14 +7,16 @@ services that answer with their own name. Everything runs on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from certs import Issued, issue_server_cert, make_ca, pem
@@ -36,6 +38,7 @@ from ratui.engine import server as server_mod
 from ratui.engine import shared_listener
 from ratui.engine.config import Config, parse_config
 from ratui.engine.runtime import Roles, Runtime
+from ratui.engine.server import Server
 from ratui.engine.state import ControlState, Level, Role
 
 pytestmark = pytest.mark.timeout(90)
@@ -581,6 +584,32 @@ async def get_echo(port: int, host: str) -> bytes:
         writer.close()
 
 
+@contextlib.asynccontextmanager
+async def routed_runtime(**options: Any) -> AsyncIterator[tuple[Runtime, Server, int]]:
+    """routed_config's server and client in this process in front of an echo service, once
+    the shared port listens: (the runtime, its server, the shared port)."""
+    echo = await asyncio.start_server(partial(serve_echo, half_close=False), "127.0.0.1", 0)
+    config = routed_config(echo.sockets[0].getsockname()[1], **options)
+    assert config.server is not None
+    port = int(config.server.services["a"].bind_addr.rpartition(":")[2])
+    runtime = Runtime(config, Roles(server=True, client=True))
+    await runtime.start()
+    try:
+        server = runtime.server
+        assert server is not None
+        await poll_until(
+            lambda: (
+                bool(server.shared) and all(p.listener is not None for p in server.shared.values())
+            ),
+            10,
+            "the shared port to listen",
+        )
+        yield runtime, server, port
+    finally:
+        await runtime.stop()
+        echo.close()
+
+
 @pytest.mark.usefixtures("manual_rate_sampling")
 def test_silent_visitor_flood_is_capped_and_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """Silent visitors of a shared port, five times the cap: at most the cap of them are held
@@ -591,23 +620,7 @@ def test_silent_visitor_flood_is_capped_and_timed_out(monkeypatch: pytest.Monkey
     monkeypatch.setattr(shared_listener, "SNIFF_TIMEOUT", 1.0)
 
     async def main() -> None:
-        echo = await asyncio.start_server(partial(serve_echo, half_close=False), "127.0.0.1", 0)
-        config = routed_config(echo.sockets[0].getsockname()[1])
-        assert config.server is not None
-        port = int(config.server.services["a"].bind_addr.rpartition(":")[2])
-        runtime = Runtime(config, Roles(server=True, client=True))
-        await runtime.start()
-        try:
-            server = runtime.server
-            assert server is not None
-            await poll_until(
-                lambda: (
-                    bool(server.shared)
-                    and all(p.listener is not None for p in server.shared.values())
-                ),
-                10,
-                "the shared port to listen",
-            )
+        async with routed_runtime() as (runtime, server, port):
             await poll_until(
                 lambda: all(s.state is ControlState.UP for s in runtime.state.snapshot().services),
                 10,
@@ -640,9 +653,6 @@ def test_silent_visitor_flood_is_capped_and_timed_out(monkeypatch: pytest.Monkey
             await poll_until(lambda: len(server.sniffing) == 0, 5, "the sniff timeout")
             for writer in flood:
                 writer.close()
-        finally:
-            await runtime.stop()
-            echo.close()
 
     run(main())
 
@@ -664,20 +674,7 @@ def test_refusals_reach_a_visitor_that_sent_a_body() -> None:
     the service, and refused visitors do not stay held."""
 
     async def main() -> None:
-        echo = await asyncio.start_server(partial(serve_echo, half_close=False), "127.0.0.1", 0)
-        config = routed_config(echo.sockets[0].getsockname()[1], clients=("a",))
-        assert config.server is not None
-        port = int(config.server.services["a"].bind_addr.rpartition(":")[2])
-        runtime = Runtime(config, Roles(server=True, client=True))
-        await runtime.start()
-        try:
-            server = runtime.server
-            assert server is not None
-            await poll_until(
-                lambda: all(p.listener is not None for p in server.shared.values()),
-                10,
-                "the shared port to listen",
-            )
+        async with routed_runtime(clients=("a",)) as (runtime, server, port):
             for _ in range(3):
                 got = await post_with_body(port, "c.example.com", 200_000)
                 assert got.startswith(b"HTTP/1.1 421 Misdirected Request\r\n"), got[:80]
@@ -687,9 +684,6 @@ def test_refusals_reach_a_visitor_that_sent_a_body() -> None:
             assert any(e.service == "b" and "b.example.com" in e.message for e in refusals)
             assert any(e.service is None and "c.example.com" in e.message for e in refusals)
             await poll_until(lambda: len(server.sniffing) == 0, 5, "the drained visitors to go")
-        finally:
-            await runtime.stop()
-            echo.close()
 
     run(main())
 

@@ -25,6 +25,8 @@ import logging
 import secrets
 import socket
 from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
 
 from .backoff import listen_backoff
 from .channel import Channel
@@ -76,6 +78,7 @@ MIN_CONTROL_USER_TIMEOUT = 5.0
 _CREATE = encode_control_cmd(ControlCmd.CREATE_DATA_CHANNEL)
 _HEARTBEAT = encode_control_cmd(ControlCmd.HEARTBEAT)
 _START_TCP = encode_data_cmd(DataCmd.START_FORWARD_TCP)
+_M = TypeVar("_M")
 
 
 class Server:
@@ -214,15 +217,21 @@ class Server:
     def _flood_warning(self, message: str, level: Level) -> None:
         self.state.emit(EventKind.BAD_PEER, message, level=level, role=Role.SERVER)
 
-    def _on_hello(self, channel: Channel) -> None:
+    def _next(self, channel: Channel, read: Callable[[MessageReader], _M | None]) -> _M | None:
+        """The channel's next handshake message; None while it is not all here, or when the
+        peer was dropped for it (garbage, or the connection ended halfway)."""
         try:
-            hello = MessageReader.next_hello(channel.reader)
+            message = read(channel.reader)
         except ProtocolError as exc:
             self._bad_peer(channel, f"{channel.peer} does not speak the protocol: {exc}")
-            return
+            return None
+        if message is None and channel.ended:
+            self._closed_in_handshake(channel)
+        return message
+
+    def _on_hello(self, channel: Channel) -> None:
+        hello = self._next(channel, MessageReader.next_hello)
         if hello is None:
-            if channel.ended:
-                self._closed_in_handshake(channel)
             return
         if isinstance(hello, ControlChannelHello):
             self._control_handshake(channel, hello.digest)
@@ -270,14 +279,8 @@ class Server:
         self._on_auth(channel, service, expected)
 
     def _on_auth(self, channel: Channel, service: ServerService, session_key: bytes) -> None:
-        try:
-            auth = MessageReader.next_auth(channel.reader)
-        except ProtocolError as exc:
-            self._bad_peer(channel, f"{channel.peer} does not speak the protocol: {exc}")
-            return
+        auth = self._next(channel, MessageReader.next_auth)
         if auth is None:
-            if channel.ended:
-                self._closed_in_handshake(channel)
             return
         self._handshake_done(channel)
         if not hmac.compare_digest(auth.digest, session_key):
