@@ -241,13 +241,7 @@ class ClientService:
             channel = await self.transport.connect(remote, nodelay=True)
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-                channel.write(encode_hello(ControlChannelHello(self.digest)))
-                hello = await channel.receive(MessageReader.next_hello)
-                if not isinstance(hello, ControlChannelHello):
-                    raise ProtocolError("Unexpected type of hello from the server")
-                session_key = auth_digest(self.cfg.token, hello.digest)
-                channel.write(encode_auth(Auth(session_key)))
-                ack = await channel.receive(MessageReader.next_ack)
+                ack, session_key = await authenticate(channel, self.digest, self.cfg.token)
             if ack is not Ack.OK:
                 raise AuthenticationFailed(f"Authentication failed: {ack.message}")
             self.stats.set_state(ControlState.UP)
@@ -460,6 +454,18 @@ def reset(channel: Channel) -> None:
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+async def authenticate(channel: Channel, digest: bytes, token: str) -> tuple[Ack, bytes]:
+    """PROTOCOL.md §1.3 steps 1-4 from the client's side, for the service whose digest is
+    ``digest``: the server's Ack, and the session key that opens data channels."""
+    channel.write(encode_hello(ControlChannelHello(digest)))
+    hello = await channel.receive(MessageReader.next_hello)
+    if not isinstance(hello, ControlChannelHello):
+        raise ProtocolError("Unexpected type of hello from the server")
+    session_key = auth_digest(token, hello.digest)
+    channel.write(encode_auth(Auth(session_key)))
+    return await channel.receive(MessageReader.next_ack), session_key
 
 
 def describe(exc: BaseException) -> str:

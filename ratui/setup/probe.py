@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass
 
 from ..engine.channel import Channel, ChannelClosed
-from ..engine.client import describe
+from ..engine.client import authenticate, describe
 from ..engine.config import (
     ClientConfig,
     ClientServiceConfig,
@@ -33,13 +33,8 @@ from ..engine.config import (
 )
 from ..engine.protocol import (
     Ack,
-    Auth,
-    ControlChannelHello,
     MessageReader,
     ProtocolError,
-    auth_digest,
-    encode_auth,
-    encode_hello,
     service_digest,
 )
 from ..engine.transport import TransportUnavailable, make_transport
@@ -79,7 +74,7 @@ async def probe(cfg: ClientConfig, service: str, timeout: float = 5.0) -> ProbeR
         return ProbeResult(service, False, f"cannot reach {remote}: {_reason(exc)}")
     try:
         async with asyncio.timeout(timeout):
-            ack = await _authenticate(channel, service, svc.token)
+            ack, _ = await authenticate(channel, service_digest(service), svc.token)
             if ack is Ack.OK:
                 await _hang_up(channel)
     except TimeoutError:
@@ -120,16 +115,6 @@ async def local_problem(svc: ClientServiceConfig, timeout: float = 2.0) -> str |
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return None
-
-
-async def _authenticate(channel: Channel, service: str, token: str) -> Ack:
-    """PROTOCOL.md §1.3 steps 1-4 from the client's side: the server's Ack."""
-    channel.write(encode_hello(ControlChannelHello(service_digest(service))))
-    hello = await channel.receive(MessageReader.next_hello)
-    if not isinstance(hello, ControlChannelHello):
-        raise ProtocolError("the server answered with a data channel Hello")
-    channel.write(encode_auth(Auth(auth_digest(token, hello.digest))))
-    return await channel.receive(MessageReader.next_ack)
 
 
 async def _hang_up(channel: Channel) -> None:
