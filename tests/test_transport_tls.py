@@ -279,8 +279,11 @@ def test_ratui_client_with_wrong_ca_against_rathole_server(tmp_path, procs, echo
     bad = server.client(
         "ratui", "other", echo.addr, tls_table("client", trusted_root=stranger.ca_pem)
     )
+    # The client dials localhost (the certificate's name); the handshake names the address.
     bad.wait_for_output(
-        "cannot establish the control channel: tls handshake with 127.0.0.1:", timeout=15
+        f"cannot establish the control channel to localhost:{server.port}: tls handshake "
+        "with 127.0.0.1:",
+        timeout=15,
     )
     bad.wait_for_output("failed: the server's certificate did not verify")
     server.good_client("ratui", echo)
