@@ -323,6 +323,8 @@ Machine:
 {machine_lines}
 
 {table}
+
+Where the time goes and what is left: [PROFILE.md](PROFILE.md).
 """
     )
 
