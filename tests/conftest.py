@@ -223,6 +223,18 @@ def manual_rate_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("ratui.engine.runtime.RATE_SAMPLE_PERIOD", 3600.0)
 
 
+async def aroundtrip(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    """One visitor on the running loop: connect, send ``payload``, half-close, read to the end."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(payload)
+            writer.write_eof()
+            return await reader.read(-1)
+        finally:
+            writer.close()
+
+
 async def poll_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

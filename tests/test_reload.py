@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Procs, free_port, roundtrip, run, serve_echo, wait_port
+from conftest import Procs, aroundtrip, free_port, roundtrip, run, serve_echo, wait_port
 
 from ratui.engine.config import load_config, parse_config
 from ratui.engine.protocol import service_digest
@@ -75,17 +75,6 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> 
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
     return time.monotonic() - start
-
-
-async def aroundtrip(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(payload)
-            writer.write_eof()
-            return await reader.read(-1)
-        finally:
-            writer.close()
 
 
 async def wait_roundtrip(port: int, timeout: float, what: str) -> float:

@@ -24,7 +24,7 @@ import socket
 import time
 
 import pytest
-from conftest import poll_until, run
+from conftest import aroundtrip, poll_until, run
 from test_bad_peers import (
     ACK_OK,
     CREATE,
@@ -47,17 +47,6 @@ from ratui.engine.state import EngineState, EventKind, Role
 pytestmark = pytest.mark.usefixtures("manual_rate_sampling")
 
 BURST = 500
-
-
-async def visit(port: int, payload: bytes) -> bytes:
-    """One visitor: connect, send ``payload``, half-close, read until the end."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(payload)
-        writer.write_eof()
-        return await reader.read(-1)
-    finally:
-        writer.close()
 
 
 async def control_channel(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
@@ -103,7 +92,8 @@ def test_a_burst_gets_one_create_command_and_one_data_channel_per_visitor() -> N
             await poll_until(lambda: runtime.state.snapshot().services[0].state == "up", 5)
 
             visitors = [
-                asyncio.ensure_future(visit(public, b"visitor %04d" % i)) for i in range(BURST)
+                asyncio.ensure_future(aroundtrip(public, b"visitor %04d" % i, timeout=30))
+                for i in range(BURST)
             ]
             await poll_until(
                 lambda: runtime.state.snapshot().services[0].visitors_open == BURST,
@@ -147,7 +137,10 @@ def test_a_burst_through_a_real_client_is_served_and_the_pools_refill() -> None:
             service = client.services["a"]
             public = the.public_port("a")
             answers = await asyncio.wait_for(
-                asyncio.gather(*(visit(public, b"burst %04d" % i) for i in range(BURST))), 40
+                asyncio.gather(
+                    *(aroundtrip(public, b"burst %04d" % i, timeout=30) for i in range(BURST))
+                ),
+                40,
             )
             assert answers == [b"burst %04d" % i for i in range(BURST)]
             await poll_until(
@@ -253,7 +246,7 @@ def test_a_local_service_that_never_answers_the_connect_costs_the_visitor_a_rese
                 public = port_of(config.server.services["a"].bind_addr)  # type: ignore[union-attr]
                 started = time.monotonic()
                 with contextlib.suppress(ConnectionError):
-                    assert await asyncio.wait_for(visit(public, b"anyone there?"), 5) == b""
+                    assert await asyncio.wait_for(aroundtrip(public, b"anyone there?"), 5) == b""
                 assert 0.4 < time.monotonic() - started < 3.0
                 service = runtime.client.services["a"]  # type: ignore[union-attr]
                 await poll_until(lambda: not service._tasks, 5, "the forwarding task to end")
