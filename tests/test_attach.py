@@ -25,8 +25,7 @@ import pytest
 from conftest import Procs, free_port, roundtrip, wait_closed, wait_port
 from daemons import both_toml, extra_service, start_daemon
 from terminals import Terminal, open_terminals
-from test_app import plain
-from textual.pilot import Pilot
+from test_app import plain, until
 
 from ratui.app import EngineStatus, RatuiApp
 from ratui.attach import attached_config
@@ -226,14 +225,6 @@ def cell(app: RatuiApp, key: str, column: str) -> str:
 
 def has_row(app: RatuiApp, key: str) -> bool:
     return any(str(row.key.value) == key for row in app.dashboard.table.ordered_rows)
-
-
-async def until(pilot: Pilot, condition: Callable[[], Any], what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 @pytest.mark.timeout(60)
