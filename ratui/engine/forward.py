@@ -275,29 +275,24 @@ class _Spliced:
             self.loop.add_reader(self.src_fd, self.readable)
 
     def readable(self) -> None:
-        """Move what ``src`` holds on to ``dst`` until ``src`` runs dry or ``dst`` is full:
-        one wakeup then carries as much as the kernel has, not one pipe's worth."""
-        while True:
-            try:
-                pipe = self.pipe = self.pipe or _take_pipe()
-                n = os.splice(self.src_fd, pipe[1], PIPE_SIZE, flags=_FLAGS)
-            except BlockingIOError:
-                n = -1
-            except OSError:  # a reset (or no pipe to be had): as a lost connection on callbacks
-                self.relay._close_spliced()
-                return
-            if n > 0:
-                self.pending += n
-                if self.inbound:
-                    self.record.rx += n
-                else:
-                    self.record.tx += n
-            elif n == 0:
-                self.eof = True
-                self.loop.remove_reader(self.src_fd)
-            self.flush()
-            if n <= 0 or self.stalled or self.done:
-                return
+        try:
+            pipe = self.pipe = self.pipe or _take_pipe()
+            n = os.splice(self.src_fd, pipe[1], PIPE_SIZE, flags=_FLAGS)
+        except BlockingIOError:
+            n = -1
+        except OSError:  # a reset (or no pipe to be had): as a lost connection on callbacks
+            self.relay._close_spliced()
+            return
+        if n > 0:
+            self.pending += n
+            if self.inbound:
+                self.record.rx += n
+            else:
+                self.record.tx += n
+        elif n == 0:
+            self.eof = True
+            self.loop.remove_reader(self.src_fd)
+        self.flush()
 
     def flush(self) -> None:
         """Empty the pipe into ``dst``; also ``dst``'s writer callback while stalled."""

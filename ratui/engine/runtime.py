@@ -24,6 +24,7 @@ from .config import (
     parse_config_bytes,
     split_host_port,
 )
+from .heap import keep_heap
 from .server import Server
 from .state import EngineState, EventKind, Level, Role
 from .transport import TransportUnavailable, make_transport
@@ -74,6 +75,7 @@ class Runtime:
 
     async def start(self) -> None:
         self._check_supported()
+        keep_heap()
         if self.roles.server and self.config.server is not None:
             self.server = Server(
                 self.config.server, self.state, make_transport(self.config.server.transport)
